@@ -1,0 +1,349 @@
+// YAML → Config through one table of keys, so that parsing, unknown-key detection and
+// the documentation test share a single list.
+#include "config/config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <regex>
+#include <sstream>
+
+namespace klingq::config {
+namespace {
+
+using Setter = std::function<void(const YAML::Node&, Config&, const std::string& key)>;
+
+struct Key {
+  const char* name;
+  Setter set;
+};
+
+[[noreturn]] void fail(const std::string& key, const std::string& why) {
+  throw ConfigError("config key '" + key + "': " + why);
+}
+
+template <typename T>
+T scalar(const YAML::Node& node, const std::string& key, const char* type_name) {
+  if (!node.IsScalar()) fail(key, std::string("expected ") + type_name);
+  try {
+    return node.as<T>();
+  } catch (const YAML::Exception&) {
+    fail(key, std::string("expected ") + type_name + ", got '" + node.Scalar() + "'");
+  }
+}
+
+template <typename Member>
+Setter field(Member Config::*section, auto member_of_section) {
+  return [=](const YAML::Node& node, Config& config, const std::string& key) {
+    auto& target = config.*section.*member_of_section;
+    using T = std::remove_reference_t<decltype(target)>;
+    if constexpr (std::is_same_v<T, std::string>) {
+      target = scalar<std::string>(node, key, "a string");
+    } else if constexpr (std::is_same_v<T, bool>) {
+      target = scalar<bool>(node, key, "true or false");
+    } else if constexpr (std::is_same_v<T, double>) {
+      target = scalar<double>(node, key, "a number");
+    } else if constexpr (std::is_same_v<T, std::optional<std::int64_t>>) {
+      target = scalar<std::int64_t>(node, key, "an integer");
+    } else if constexpr (std::is_integral_v<T>) {
+      target = scalar<T>(node, key, "an integer");
+    } else if constexpr (std::is_same_v<T, Secret>) {
+      target = Secret(scalar<std::string>(node, key, "a string"));
+    } else {
+      static_assert(sizeof(T) == 0, "no YAML reader for this field type");
+    }
+  };
+}
+
+Plan parse_plan(const std::string& text, const std::string& key) {
+  if (text == "free") return Plan::free;
+  if (text == "starter") return Plan::starter;
+  if (text == "pro") return Plan::pro;
+  if (text == "enterprise") return Plan::enterprise;
+  fail(key, "expected free, starter, pro or enterprise, got '" + text + "'");
+}
+
+const std::vector<Key>& keys() {
+  static const std::vector<Key> table = {
+      {"database.url", field(&Config::database, &DatabaseConfig::url)},
+      {"database.pool_size", field(&Config::database, &DatabaseConfig::pool_size)},
+      {"api.base_url", field(&Config::api, &ApiConfig::base_url)},
+      {"api.protocol",
+       [](const YAML::Node& node, Config& config, const std::string& key) {
+         auto text = scalar<std::string>(node, key, "a string");
+         if (text == "graphql") config.api.protocol = Protocol::graphql;
+         else if (text == "rest") config.api.protocol = Protocol::rest;
+         else fail(key, "expected graphql or rest, got '" + text + "'");
+       }},
+      {"api.key_file", field(&Config::api, &ApiConfig::key_file)},
+      {"api.request_timeout_ms", field(&Config::api, &ApiConfig::request_timeout_ms)},
+      {"api.max_connections", field(&Config::api, &ApiConfig::max_connections)},
+      {"api.poll_counts_against_rpm", field(&Config::api, &ApiConfig::poll_counts_against_rpm)},
+      {"limits.plan",
+       [](const YAML::Node& node, Config& config, const std::string& key) {
+         config.limits.plan = parse_plan(scalar<std::string>(node, key, "a string"), key);
+       }},
+      {"limits.rpm", field(&Config::limits, &LimitsConfig::rpm)},
+      {"limits.parallel", field(&Config::limits, &LimitsConfig::parallel)},
+      {"limits.daily", field(&Config::limits, &LimitsConfig::daily)},
+      {"limits.window_seconds", field(&Config::limits, &LimitsConfig::window_seconds)},
+      {"credits.reserve", field(&Config::credits, &CreditsConfig::reserve)},
+      {"credits.low_balance_warning", field(&Config::credits, &CreditsConfig::low_balance_warning)},
+      {"credits.refresh_seconds", field(&Config::credits, &CreditsConfig::refresh_seconds)},
+      {"credits.starvation_seconds", field(&Config::credits, &CreditsConfig::starvation_seconds)},
+      {"credits.cost.standard_5",
+       [](const YAML::Node& n, Config& c, const std::string& k) {
+         c.credits.cost.standard_5 = scalar<std::int64_t>(n, k, "an integer");
+       }},
+      {"credits.cost.standard_10",
+       [](const YAML::Node& n, Config& c, const std::string& k) {
+         c.credits.cost.standard_10 = scalar<std::int64_t>(n, k, "an integer");
+       }},
+      {"credits.cost.professional_5",
+       [](const YAML::Node& n, Config& c, const std::string& k) {
+         c.credits.cost.professional_5 = scalar<std::int64_t>(n, k, "an integer");
+       }},
+      {"credits.cost.professional_10",
+       [](const YAML::Node& n, Config& c, const std::string& k) {
+         c.credits.cost.professional_10 = scalar<std::int64_t>(n, k, "an integer");
+       }},
+      {"dispatch.instance_id", field(&Config::dispatch, &DispatchConfig::instance_id)},
+      {"dispatch.claim_batch", field(&Config::dispatch, &DispatchConfig::claim_batch)},
+      {"dispatch.lease_seconds", field(&Config::dispatch, &DispatchConfig::lease_seconds)},
+      {"dispatch.safety_poll_ms", field(&Config::dispatch, &DispatchConfig::safety_poll_ms)},
+      {"dispatch.retry_base_ms", field(&Config::dispatch, &DispatchConfig::retry_base_ms)},
+      {"dispatch.retry_max_ms", field(&Config::dispatch, &DispatchConfig::retry_max_ms)},
+      {"dispatch.max_in_flight_requests",
+       field(&Config::dispatch, &DispatchConfig::max_in_flight_requests)},
+      {"poll.share", field(&Config::poll, &PollConfig::share)},
+      {"poll.first_after_seconds", field(&Config::poll, &PollConfig::first_after_seconds)},
+      {"poll.max_interval_seconds", field(&Config::poll, &PollConfig::max_interval_seconds)},
+      {"poll.webhook_grace_seconds", field(&Config::poll, &PollConfig::webhook_grace_seconds)},
+      {"poll.horizon_seconds", field(&Config::poll, &PollConfig::horizon_seconds)},
+      {"webhook.listen", field(&Config::webhook, &WebhookConfig::listen)},
+      {"webhook.public_url", field(&Config::webhook, &WebhookConfig::public_url)},
+      {"webhook.secrets",
+       [](const YAML::Node& node, Config& config, const std::string& key) {
+         if (!node.IsSequence()) fail(key, "expected a list of strings");
+         config.webhook.secrets.clear();
+         for (std::size_t i = 0; i < node.size(); ++i) {
+           config.webhook.secrets.emplace_back(
+               scalar<std::string>(node[i], key + "[" + std::to_string(i) + "]", "a string"));
+         }
+       }},
+      {"webhook.max_body_bytes", field(&Config::webhook, &WebhookConfig::max_body_bytes)},
+      {"webhook.read_timeout_ms", field(&Config::webhook, &WebhookConfig::read_timeout_ms)},
+      {"http.listen", field(&Config::http, &HttpConfig::listen)},
+      {"log.level", field(&Config::log, &LogConfig::level)},
+      {"log.json", field(&Config::log, &LogConfig::json)},
+      {"outputs.download", field(&Config::outputs, &OutputsConfig::download)},
+      {"outputs.dir", field(&Config::outputs, &OutputsConfig::dir)},
+      {"outputs.max_attempts", field(&Config::outputs, &OutputsConfig::max_attempts)},
+  };
+  return table;
+}
+
+// Walks the YAML tree; every leaf must be a known key.
+void apply(const YAML::Node& node, const std::string& prefix, Config& config) {
+  for (const auto& item : node) {
+    const auto name = item.first.as<std::string>();
+    const auto key = prefix.empty() ? name : prefix + "." + name;
+    const auto& table = keys();
+    auto known = std::find_if(table.begin(), table.end(),
+                              [&](const Key& k) { return key == k.name; });
+    if (known != table.end()) {
+      if (!item.second.IsNull()) known->set(item.second, config, key);
+      continue;
+    }
+    const bool is_section = std::any_of(table.begin(), table.end(), [&](const Key& k) {
+      return std::string_view(k.name).starts_with(key + ".");
+    });
+    if (is_section && item.second.IsMap()) {
+      apply(item.second, key, config);
+    } else if (is_section && item.second.IsNull()) {
+      continue;  // an empty section keeps its defaults
+    } else {
+      fail(key, "unknown key");
+    }
+  }
+}
+
+bool valid_listen(const std::string& text) {
+  static const std::regex pattern(R"(^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):[0-9]{1,5}$)");
+  return std::regex_match(text, pattern);
+}
+
+}  // namespace
+
+PlanLimits plan_limits(Plan plan) {
+  switch (plan) {
+    case Plan::free: return {10, 1, 100};
+    case Plan::starter: return {30, 3, 1000};
+    case Plan::pro: return {60, 10, 10000};
+    case Plan::enterprise: return {0, 0, 0};
+  }
+  return {10, 1, 100};
+}
+
+const char* to_string(Plan plan) {
+  switch (plan) {
+    case Plan::free: return "free";
+    case Plan::starter: return "starter";
+    case Plan::pro: return "pro";
+    case Plan::enterprise: return "enterprise";
+  }
+  return "?";
+}
+
+const char* to_string(Protocol protocol) {
+  return protocol == Protocol::graphql ? "graphql" : "rest";
+}
+
+PlanLimits Config::starting_limits() const {
+  auto result = plan_limits(limits.plan);
+  if (limits.rpm) result.rpm = *limits.rpm;
+  if (limits.parallel) result.parallel = *limits.parallel;
+  if (limits.daily) result.daily = *limits.daily;
+  return result;
+}
+
+void Config::validate() const {
+  auto require = [](bool ok, const char* key, const std::string& why) {
+    if (!ok) fail(key, why);
+  };
+  require(!database.url.empty(), "database.url", "must not be empty");
+  require(database.pool_size >= 1 && database.pool_size <= 64, "database.pool_size",
+          "must be between 1 and 64");
+  static const std::regex base_url(R"(^https?://[^/\s]+(/\S*)?$)");
+  require(std::regex_match(api.base_url, base_url), "api.base_url",
+          "must be an http:// or https:// URL");
+  require(api.request_timeout_ms >= 100, "api.request_timeout_ms", "must be at least 100");
+  require(api.max_connections >= 1 && api.max_connections <= 1024, "api.max_connections",
+          "must be between 1 and 1024");
+  require(!limits.rpm || *limits.rpm >= 0, "limits.rpm", "must not be negative (0 = unlimited)");
+  require(!limits.parallel || *limits.parallel >= 0, "limits.parallel",
+          "must not be negative (0 = unlimited)");
+  require(!limits.daily || *limits.daily >= 0, "limits.daily",
+          "must not be negative (0 = unlimited)");
+  require(limits.window_seconds >= 1, "limits.window_seconds", "must be at least 1");
+  require(credits.reserve >= 0, "credits.reserve", "must not be negative");
+  require(credits.low_balance_warning >= 0, "credits.low_balance_warning", "must not be negative");
+  require(credits.refresh_seconds >= 1, "credits.refresh_seconds", "must be at least 1");
+  require(credits.starvation_seconds >= 1, "credits.starvation_seconds", "must be at least 1");
+  require(credits.cost.standard_5 > 0, "credits.cost.standard_5", "must be positive");
+  require(credits.cost.standard_10 > 0, "credits.cost.standard_10", "must be positive");
+  require(credits.cost.professional_5 > 0, "credits.cost.professional_5", "must be positive");
+  require(credits.cost.professional_10 > 0, "credits.cost.professional_10", "must be positive");
+  require(dispatch.claim_batch >= 1 && dispatch.claim_batch <= 10000, "dispatch.claim_batch",
+          "must be between 1 and 10000");
+  require(dispatch.lease_seconds >= 5, "dispatch.lease_seconds", "must be at least 5");
+  require(dispatch.lease_seconds * 1000 > api.request_timeout_ms * 2, "dispatch.lease_seconds",
+          "must exceed twice api.request_timeout_ms, or a slow request outlives its lease");
+  require(dispatch.safety_poll_ms >= 10, "dispatch.safety_poll_ms", "must be at least 10");
+  require(dispatch.retry_base_ms >= 1, "dispatch.retry_base_ms", "must be at least 1");
+  require(dispatch.retry_max_ms >= dispatch.retry_base_ms, "dispatch.retry_max_ms",
+          "must be at least dispatch.retry_base_ms");
+  require(dispatch.max_in_flight_requests >= 1, "dispatch.max_in_flight_requests",
+          "must be at least 1");
+  require(poll.share > 0 && poll.share <= 1, "poll.share", "must be in (0, 1]");
+  require(poll.first_after_seconds >= 0, "poll.first_after_seconds", "must not be negative");
+  require(poll.max_interval_seconds >= 1, "poll.max_interval_seconds", "must be at least 1");
+  require(poll.webhook_grace_seconds >= 0, "poll.webhook_grace_seconds", "must not be negative");
+  require(poll.horizon_seconds >= 1, "poll.horizon_seconds", "must be at least 1");
+  require(webhook.listen.empty() || valid_listen(webhook.listen), "webhook.listen",
+          "must be host:port, e.g. 0.0.0.0:8081");
+  require(webhook.listen.empty() || !webhook.secrets.empty(), "webhook.secrets",
+          "at least one secret is needed when webhook.listen is set (unsigned webhooks are refused)");
+  for (const auto& secret : webhook.secrets) {
+    require(!secret.empty(), "webhook.secrets", "a secret must not be empty");
+  }
+  require(webhook.public_url.empty() || std::regex_match(webhook.public_url, base_url),
+          "webhook.public_url", "must be an http:// or https:// URL");
+  require(webhook.public_url.empty() || !webhook.listen.empty(), "webhook.public_url",
+          "is set but webhook.listen is not: nothing would receive the webhooks");
+  require(webhook.max_body_bytes >= 1024, "webhook.max_body_bytes", "must be at least 1024");
+  require(webhook.read_timeout_ms >= 100, "webhook.read_timeout_ms", "must be at least 100");
+  require(http.listen.empty() || valid_listen(http.listen), "http.listen",
+          "must be host:port, e.g. 127.0.0.1:9187");
+  require(log.level == "debug" || log.level == "info" || log.level == "notice" ||
+              log.level == "warning" || log.level == "error",
+          "log.level", "expected debug, info, notice, warning or error, got '" + log.level + "'");
+  require(!outputs.download || !outputs.dir.empty(), "outputs.dir",
+          "must be set when outputs.download is true");
+  require(outputs.max_attempts >= 1, "outputs.max_attempts", "must be at least 1");
+}
+
+Config parse(const std::string& yaml_text) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError("config is not valid YAML: " + std::string(e.what()));
+  }
+  Config config;
+  if (root.IsNull()) return config;
+  if (!root.IsMap()) throw ConfigError("config must be a YAML mapping of sections");
+  apply(root, "", config);
+  return config;
+}
+
+Config load(const std::string& path) {
+  std::ifstream file(path);
+  if (!file) throw ConfigError("cannot read config file " + path);
+  std::stringstream text;
+  text << file.rdbuf();
+  auto config = parse(text.str());
+  if (const char* url = std::getenv("KLINGQ_DATABASE_URL"); url && *url) {
+    config.database.url = url;
+  }
+  config.validate();
+  return config;
+}
+
+std::vector<std::string> known_keys() {
+  std::vector<std::string> names;
+  for (const auto& key : keys()) names.emplace_back(key.name);
+  return names;
+}
+
+namespace {
+std::string read_trimmed(const std::string& path) {
+  std::ifstream file(path);
+  if (!file) return {};
+  std::stringstream text;
+  text << file.rdbuf();
+  auto value = text.str();
+  while (!value.empty() && (value.back() == '\n' || value.back() == '\r' || value.back() == ' '))
+    value.pop_back();
+  return value;
+}
+}  // namespace
+
+Secret load_api_key(const Config& config) {
+  if (!config.api.key_file.empty()) {
+    auto key = read_trimmed(config.api.key_file);
+    if (key.empty()) fail("api.key_file", "file is missing, unreadable or empty");
+    return Secret(key);
+  }
+  if (const char* env = std::getenv("KLINGQ_API_KEY"); env && *env) return Secret(env);
+  if (const char* dir = std::getenv("CREDENTIALS_DIRECTORY"); dir && *dir) {
+    auto key = read_trimmed(std::string(dir) + "/api-key");
+    if (!key.empty()) return Secret(key);
+  }
+  throw ConfigError(
+      "no API key: set api.key_file, the KLINGQ_API_KEY environment variable, or a systemd "
+      "credential named api-key");
+}
+
+std::string redact_url(const std::string& url) {
+  static const std::regex uri_password(R"(^([a-z]+://[^:/@]*):[^@]*@)");
+  static const std::regex kv_password(R"((^|\s)password\s*=\s*('[^']*'|\S+))");
+  auto result = std::regex_replace(url, uri_password, "$1:<redacted>@");
+  result = std::regex_replace(result, kv_password, "$1password=<redacted>");
+  static const std::regex query_password(R"(([?&]password=)[^&]*)");
+  return std::regex_replace(result, query_password, "$1<redacted>");
+}
+
+}  // namespace klingq::config

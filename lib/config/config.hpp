@@ -1,0 +1,155 @@
+// klingqd's configuration: one struct with defaults, loaded from one YAML file,
+// validated with errors that name the key. config/klingq.example.yaml documents every
+// key; tests/unit/config_test.cpp checks that the two agree.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace klingq::config {
+
+// A value that must never be printed: logs and errors show "<redacted>".
+class Secret {
+ public:
+  Secret() = default;
+  explicit Secret(std::string value) : value_(std::move(value)) {}
+  const std::string& reveal() const { return value_; }
+  bool empty() const { return value_.empty(); }
+  bool operator==(const Secret&) const = default;
+
+ private:
+  std::string value_;
+};
+
+enum class Protocol { graphql, rest };
+enum class Plan { free, starter, pro, enterprise };
+
+// The limits a plan starts with, before the API's headers say otherwise.
+// 0 means unlimited.
+struct PlanLimits {
+  std::int64_t rpm;
+  std::int64_t parallel;
+  std::int64_t daily;
+};
+PlanLimits plan_limits(Plan plan);
+const char* to_string(Plan plan);
+const char* to_string(Protocol protocol);
+
+struct DatabaseConfig {
+  std::string url = "postgresql:///klingq";  // libpq URI or key=value string
+  int pool_size = 4;                         // connections for claims and updates
+};
+
+struct ApiConfig {
+  std::string base_url = "http://127.0.0.1:8080";  // scheme://host[:port][/prefix]
+  Protocol protocol = Protocol::graphql;            // graphql | rest
+  std::string key_file;                 // file holding the key; else env, else credential
+  int request_timeout_ms = 30000;       // deadline for one HTTP exchange
+  int max_connections = 32;             // keep-alive connections to the API
+  bool poll_counts_against_rpm = true;  // status queries spend the request budget
+};
+
+struct LimitsConfig {
+  Plan plan = Plan::free;
+  std::optional<std::int64_t> rpm;       // overrides the plan's requests per window
+  std::optional<std::int64_t> parallel;  // overrides the plan's parallel jobs
+  std::optional<std::int64_t> daily;     // overrides the plan's jobs per day
+  int window_seconds = 60;  // request window assumed until a Reset header says otherwise
+};
+
+struct CostTable {
+  std::int64_t standard_5 = 100;
+  std::int64_t standard_10 = 200;
+  std::int64_t professional_5 = 300;
+  std::int64_t professional_10 = 500;
+};
+
+struct CreditsConfig {
+  std::int64_t reserve = 0;              // never spend the balance below this
+  std::int64_t low_balance_warning = 1000;
+  int refresh_seconds = 300;             // periodic balance query
+  int starvation_seconds = 600;  // a job skipped for cheaper ones this long stops the skipping
+  CostTable cost;
+};
+
+struct DispatchConfig {
+  std::string instance_id;      // default: hostname-pid
+  int claim_batch = 100;        // most rows one claim takes
+  int lease_seconds = 120;      // a claimed row returns to the queue after this
+  int safety_poll_ms = 5000;    // claim even when no NOTIFY came
+  int retry_base_ms = 2000;     // first retry delay; doubles per attempt, jittered
+  int retry_max_ms = 600000;    // cap of the retry delay
+  int max_in_flight_requests = 64;  // concurrent submits of this instance
+};
+
+struct PollConfig {
+  double share = 0.2;            // most of the request budget polls may use
+  int first_after_seconds = 60;  // expected generation time before the first poll
+  int max_interval_seconds = 600;
+  int webhook_grace_seconds = 120;  // with webhooks on, poll only jobs this late
+  int horizon_seconds = 7200;    // unresolved this long: flagged as stuck
+};
+
+struct WebhookConfig {
+  std::string listen;                  // host:port; empty disables the receiver
+  std::string public_url;              // sent as webhookUrl on submit
+  std::vector<Secret> secrets;         // any of them verifies (rotation)
+  std::size_t max_body_bytes = 1048576;
+  int read_timeout_ms = 10000;
+};
+
+struct HttpConfig {
+  std::string listen;  // host:port for /metrics, /healthz, /readyz; empty disables
+};
+
+struct LogConfig {
+  std::string level = "info";  // debug | info | notice | warning | error
+  bool json = false;           // one JSON object per line instead of key=value
+};
+
+struct OutputsConfig {
+  bool download = false;  // fetch each finished video into dir
+  std::string dir;
+  int max_attempts = 5;
+};
+
+struct Config {
+  DatabaseConfig database;
+  ApiConfig api;
+  LimitsConfig limits;
+  CreditsConfig credits;
+  DispatchConfig dispatch;
+  PollConfig poll;
+  WebhookConfig webhook;
+  HttpConfig http;
+  LogConfig log;
+  OutputsConfig outputs;
+
+  // The effective limits: plan defaults with the configured overrides applied.
+  PlanLimits starting_limits() const;
+  // Throws ConfigError naming the first bad key.
+  void validate() const;
+};
+
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Parses YAML text; unknown keys and wrong types are errors naming the key.
+Config parse(const std::string& yaml_text);
+// Loads a file, applies environment overrides (KLINGQ_DATABASE_URL) and validates.
+Config load(const std::string& path);
+// Every key the struct knows, dotted ("api.base_url"), for the documentation test.
+std::vector<std::string> known_keys();
+
+// The API key: api.key_file, else $KLINGQ_API_KEY, else $CREDENTIALS_DIRECTORY/api-key.
+Secret load_api_key(const Config& config);
+
+// A database URL with any password replaced, for logs.
+std::string redact_url(const std::string& url);
+
+}  // namespace klingq::config

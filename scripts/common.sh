@@ -1,0 +1,29 @@
+# Shared by scripts/demo and scripts/test: install what is missing, build once.
+# Sourced, not run.
+set -euo pipefail
+
+KLINGQ_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+KLINGQ_PACKAGES=(build-essential cmake ninja-build pkg-config ccache
+  libboost1.81-dev libboost-json1.81-dev libpqxx-dev libyaml-cpp-dev doctest-dev
+  libssl-dev libpq-dev prometheus-cpp-dev postgresql wrk systemd)
+
+install_dependencies() {
+  local missing=()
+  for p in "${KLINGQ_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+# build BUILD_DIR [extra cmake args...]
+build() {
+  local dir=$1; shift
+  cmake -S "$KLINGQ_ROOT" -B "$dir" -G Ninja "$@" >/dev/null
+  cmake --build "$dir"
+}

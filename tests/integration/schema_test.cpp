@@ -1,0 +1,189 @@
+// The schema against a real PostgreSQL: defaults, every CHECK, the enum, the claim
+// index, the NOTIFY, and migrations that re-run safely.
+#include "db/migrations.hpp"
+#include "support/pg_cluster.hpp"
+
+#include <doctest/doctest.h>
+#include <pqxx/pqxx>
+
+#include <thread>
+
+using klingq::testing::PgCluster;
+
+namespace {
+// Runs one INSERT and returns the error message ("" when it succeeded).
+std::string insert_error(pqxx::connection& connection, const std::string& values_sql) {
+  try {
+    pqxx::work tx(connection);
+    tx.exec("INSERT INTO klingq.jobs " + values_sql);
+    tx.commit();
+  } catch (const pqxx::sql_error& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST_CASE("migrations apply once, record themselves and re-run as a no-op") {
+  pqxx::connection connection(PgCluster::shared().fresh_database());
+  CHECK(klingq::db::current_schema_version(connection) == 0);
+  CHECK_THROWS_AS(klingq::db::require_current_schema(connection), klingq::db::SchemaTooOld);
+  auto applied = klingq::db::migrate(connection);
+  CHECK(applied.size() == klingq::db::embedded_migrations().size());
+  CHECK(klingq::db::current_schema_version(connection) == klingq::db::required_schema_version());
+  CHECK(klingq::db::migrate(connection).empty());
+  klingq::db::require_current_schema(connection);
+  pqxx::read_transaction tx(connection);
+  CHECK(tx.exec1("SELECT count(*) FROM klingq.schema_migrations")[0].as<std::size_t>() ==
+        applied.size());
+}
+
+TEST_CASE("concurrent migrators serialise on the advisory lock") {
+  auto url = PgCluster::shared().fresh_database();
+  std::vector<std::thread> threads;
+  std::atomic<int> applied_total{0};
+  std::atomic<int> failures{0};
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&] {
+      try {
+        pqxx::connection connection(url);
+        applied_total += static_cast<int>(klingq::db::migrate(connection).size());
+      } catch (...) {
+        ++failures;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(failures == 0);
+  CHECK(applied_total == static_cast<int>(klingq::db::embedded_migrations().size()));
+}
+
+TEST_CASE("a prompt alone makes a queued job with the documented defaults") {
+  pqxx::connection connection(PgCluster::shared().migrated_database());
+  pqxx::work tx(connection);
+  auto row = tx.exec1(
+      "INSERT INTO klingq.jobs (prompt) VALUES ('a cat surfing at dawn') RETURNING "
+      "state::text, duration, aspect_ratio, version, mode, options::text, priority, "
+      "run_after <= now(), idempotency_key IS NOT NULL, attempts, max_attempts, batch");
+  CHECK(row[0].as<std::string>() == "queued");
+  CHECK(row[1].as<int>() == 5);
+  CHECK(row[2].as<std::string>() == "16:9");
+  CHECK(row[3].is_null());
+  CHECK(row[4].as<std::string>() == "standard");
+  CHECK(row[5].as<std::string>() == "{}");
+  CHECK(row[6].as<int>() == 0);
+  CHECK(row[7].as<bool>());
+  CHECK(row[8].as<bool>());
+  CHECK(row[9].as<int>() == 0);
+  CHECK(row[10].as<int>() >= 1);
+  CHECK(row[11].is_null());
+  auto keys = tx.exec("INSERT INTO klingq.jobs (prompt) VALUES ('a'), ('b') RETURNING idempotency_key");
+  CHECK(keys[0][0].as<std::string>() != keys[1][0].as<std::string>());
+}
+
+TEST_CASE("every CHECK rejects its bad row with a message naming the column") {
+  pqxx::connection connection(PgCluster::shared().migrated_database());
+  struct Case {
+    const char* insert;
+    const char* expected;
+  };
+  const Case cases[] = {
+      {"(prompt) VALUES ('')", "jobs_prompt_not_blank"},
+      {"(prompt) VALUES (E'  \\n\\t ')", "jobs_prompt_not_blank"},
+      {"(prompt) VALUES (repeat('x', 2501))", "jobs_prompt_max_2500_chars"},
+      {"(prompt) VALUES (NULL)", "\"prompt\""},
+      {"(prompt, duration) VALUES ('p', 7)", "jobs_duration_5_or_10"},
+      {"(prompt, aspect_ratio) VALUES ('p', '4:3')", "jobs_aspect_ratio_valid"},
+      {"(prompt, version) VALUES ('p', '3.0')", "jobs_version_valid"},
+      {"(prompt, mode) VALUES ('p', 'ultra')", "jobs_mode_standard_or_professional"},
+      {"(prompt, options) VALUES ('p', '[1]')", "jobs_options_is_object"},
+      {"(prompt, attempts) VALUES ('p', -1)", "jobs_attempts_not_negative"},
+      {"(prompt, max_attempts) VALUES ('p', 0)", "jobs_max_attempts_positive"},
+      {"(prompt, batch) VALUES ('p', '')", "jobs_batch_length"},
+      {"(prompt, state) VALUES ('p', 'dispatching')", "jobs_dispatching_has_lease"},
+      {"(prompt, state) VALUES ('p', 'submitted')", "jobs_submitted_has_remote_id"},
+      {"(prompt, state) VALUES ('p', 'exploded')", "invalid input value for enum"},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.insert);
+    auto error = insert_error(connection, c.insert);
+    CHECK(error.find(c.expected) != std::string::npos);
+  }
+  // Good rows of each kind pass.
+  CHECK(insert_error(connection,
+                     "(prompt, duration, aspect_ratio, version, mode, options, batch) VALUES "
+                     "('p', 10, '1:1', '2.1-master', 'professional', "
+                     "'{\"camera_control\": {\"type\": \"simple\"}}', 'b1')") == "");
+  CHECK(insert_error(connection, "(prompt) VALUES (repeat('x', 2500))") == "");
+  CHECK(insert_error(connection, "(prompt) VALUES ('🐱 surfing; DROP TABLE klingq.jobs; --')") == "");
+}
+
+TEST_CASE("the job_state enum has exactly the documented states") {
+  pqxx::connection connection(PgCluster::shared().migrated_database());
+  pqxx::read_transaction tx(connection);
+  auto row = tx.exec1("SELECT array_to_string(enum_range(NULL::klingq.job_state), ',')");
+  CHECK(row[0].as<std::string>() == "queued,dispatching,submitted,completed,failed,cancelled");
+}
+
+TEST_CASE("the claim-shaped query uses the partial index, not the history") {
+  pqxx::connection connection(PgCluster::shared().migrated_database());
+  pqxx::work tx(connection);
+  tx.exec("INSERT INTO klingq.jobs (prompt, state, remote_id, completed_at) "
+          "SELECT 'done ' || g, 'completed', 'r' || g, now() FROM generate_series(1, 20000) g");
+  tx.exec("INSERT INTO klingq.jobs (prompt) SELECT 'todo ' || g FROM generate_series(1, 50) g");
+  tx.exec("ANALYZE klingq.jobs");
+  auto plan = tx.exec(
+      "EXPLAIN SELECT id FROM klingq.jobs WHERE state = 'queued' AND run_after <= now() "
+      "ORDER BY priority DESC, run_after, id LIMIT 10 FOR UPDATE SKIP LOCKED");
+  std::string text;
+  for (const auto& row : plan) text += row[0].as<std::string>() + "\n";
+  CAPTURE(text);
+  CHECK(text.find("jobs_claimable_idx") != std::string::npos);
+  CHECK(text.find("Seq Scan") == std::string::npos);
+}
+
+TEST_CASE("state changes are recorded in job_events and updated_at moves") {
+  pqxx::connection connection(PgCluster::shared().migrated_database());
+  pqxx::work tx(connection);
+  auto id = tx.exec1("INSERT INTO klingq.jobs (prompt) VALUES ('p') RETURNING id")[0].as<long>();
+  tx.exec_params("UPDATE klingq.jobs SET state = 'cancelled' WHERE id = $1", id);
+  tx.exec_params("UPDATE klingq.jobs SET priority = 3 WHERE id = $1", id);  // no state change
+  auto events = tx.exec_params(
+      "SELECT from_state::text, to_state::text FROM klingq.job_events WHERE job_id = $1", id);
+  REQUIRE(events.size() == 1);
+  CHECK(events[0][0].as<std::string>() == "queued");
+  CHECK(events[0][1].as<std::string>() == "cancelled");
+}
+
+TEST_CASE("an insert of runnable rows sends one NOTIFY per statement") {
+  auto url = PgCluster::shared().migrated_database();
+  pqxx::connection listener(url);
+  struct Receiver : pqxx::notification_receiver {
+    int count = 0;
+    Receiver(pqxx::connection& c) : pqxx::notification_receiver(c, "klingq_jobs") {}
+    void operator()(const std::string&, int) override { ++count; }
+  } receiver(listener);
+  pqxx::connection writer(url);
+  {
+    pqxx::work tx(writer);
+    tx.exec("INSERT INTO klingq.jobs (prompt) SELECT 'p' || g FROM generate_series(1, 1000) g");
+    tx.commit();
+  }
+  // Wait (bounded) for the notification to arrive; await_notification blocks on the socket.
+  for (int i = 0; i < 50 && receiver.count == 0; ++i) listener.await_notification(0, 100000);
+  CHECK(receiver.count == 1);
+  {
+    pqxx::work tx(writer);
+    tx.exec("INSERT INTO klingq.jobs (prompt, state) VALUES ('x', 'cancelled')");
+    tx.commit();
+  }
+  {
+    pqxx::work tx(writer);
+    tx.exec("INSERT INTO klingq.jobs (prompt) VALUES ('y')");
+    tx.commit();
+  }
+  // Notifications arrive in commit order: once the runnable insert's one is here, a
+  // notification for the cancelled row would already have been counted.
+  for (int i = 0; i < 50 && receiver.count < 2; ++i) listener.await_notification(0, 100000);
+  CHECK(receiver.count == 2);
+}
