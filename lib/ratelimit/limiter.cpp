@@ -1,0 +1,268 @@
+#include "ratelimit/limiter.hpp"
+
+#include <algorithm>
+#include <limits>
+
+namespace klingq::ratelimit {
+namespace {
+
+constexpr std::int64_t unlimited = std::numeric_limits<std::int64_t>::max() / 4;
+// A later Reset within this much of the known one is the same window reported again
+// (delta-second Reset values drift by a second between responses).
+constexpr auto same_window_tolerance = std::chrono::milliseconds(1500);
+
+bool paused(const std::optional<TimePoint>& until, TimePoint now) { return until && now < *until; }
+
+// Spacing between requests so the rest of the window is spread evenly up to its reset.
+Duration spacing(const AccountState& s, TimePoint now, const LimiterSettings& settings) {
+  if (s.rpm_limit <= 0) return Duration::zero();
+  if (s.rpm_remaining && s.rpm_reset_at && *s.rpm_reset_at > now && *s.rpm_remaining > 0) {
+    return (*s.rpm_reset_at - now) / *s.rpm_remaining;
+  }
+  return settings.fallback_window / s.rpm_limit;
+}
+
+// Tokens a GCRA with burst `burst` allows at now, given the next-at time.
+std::int64_t paced_tokens(TimePoint next_at, Duration interval, std::int64_t burst, TimePoint now) {
+  if (now < next_at) return 0;
+  if (interval <= Duration::zero()) return burst;
+  auto ahead = (now - next_at) / interval;
+  return std::min<std::int64_t>(burst, 1 + static_cast<std::int64_t>(ahead));
+}
+
+// A few seconds' worth of requests may go together; the free plan's 10/min stays 1.
+std::int64_t burst_of(const AccountState& s) { return std::max<std::int64_t>(1, s.rpm_limit / 20); }
+
+Allowance rpm_tokens(const AccountState& s, std::int64_t wanted, TimePoint now,
+                     const LimiterSettings& settings, TimePoint next_at, Duration interval) {
+  Allowance a;
+  if (paused(s.rpm_paused_until, now)) {
+    a.retry_at = *s.rpm_paused_until;
+    a.blocked_by = Blocker::rpm;
+    return a;
+  }
+  if (s.rpm_limit <= 0) {
+    a.count = wanted;
+    return a;
+  }
+  std::int64_t left = unlimited;
+  if (s.rpm_remaining && s.rpm_reset_at && *s.rpm_reset_at > now) {
+    left = *s.rpm_remaining;
+    if (left <= 0) {
+      a.retry_at = *s.rpm_reset_at;
+      a.blocked_by = Blocker::rpm;
+      return a;
+    }
+  }
+  auto tokens = std::min({paced_tokens(next_at, interval, burst_of(s), now), left, wanted});
+  a.count = tokens;
+  if (tokens < wanted) {
+    a.blocked_by = Blocker::rpm;
+    a.retry_at = std::max(now, next_at) + (tokens > 0 ? interval : Duration::zero());
+    if (now < next_at) a.retry_at = next_at;
+  }
+  return a;
+}
+
+void narrow(Allowance& a, std::int64_t limit_left, Blocker blocker, TimePoint retry_at) {
+  if (limit_left < a.count) {
+    a.count = std::max<std::int64_t>(0, limit_left);
+    a.blocked_by = blocker;
+    a.retry_at = retry_at;
+  }
+}
+
+}  // namespace
+
+const char* to_string(Blocker blocker) {
+  switch (blocker) {
+    case Blocker::none: return "none";
+    case Blocker::rpm: return "rpm";
+    case Blocker::daily: return "daily";
+    case Blocker::parallel: return "parallel";
+  }
+  return "none";
+}
+
+AccountState from_plan(std::int64_t rpm, std::int64_t parallel, std::int64_t daily) {
+  AccountState s;
+  s.rpm_limit = rpm;
+  s.parallel_limit = parallel;
+  s.day_limit = daily;
+  return s;
+}
+
+void roll(AccountState& s, TimePoint now, const LimiterSettings&) {
+  if (s.rpm_reset_at && now >= *s.rpm_reset_at) {
+    // The window ended: its count is no longer known until the next response says.
+    s.rpm_remaining.reset();
+    s.rpm_reset_at.reset();
+  }
+  if (s.rpm_paused_until && now >= *s.rpm_paused_until) s.rpm_paused_until.reset();
+  if (s.parallel_paused_until && now >= *s.parallel_paused_until) s.parallel_paused_until.reset();
+  if (!s.day_reset_at) s.day_reset_at = next_utc_midnight(now);
+  if (now >= *s.day_reset_at) {
+    s.day_used = 0;
+    s.day_reset_at = next_utc_midnight(now);
+    s.day_paused_until.reset();
+  }
+  if (s.day_paused_until && now >= *s.day_paused_until) s.day_paused_until.reset();
+}
+
+Allowance submit_allowance(const AccountState& s, std::int64_t in_flight, std::int64_t wanted,
+                           TimePoint now, const LimiterSettings& settings) {
+  auto a = rpm_tokens(s, wanted, now, settings, s.rpm_next_at, spacing(s, now, settings));
+  if (paused(s.day_paused_until, now)) {
+    narrow(a, 0, Blocker::daily, *s.day_paused_until);
+  } else if (s.day_limit > 0) {
+    narrow(a, s.day_limit - s.day_used, Blocker::daily,
+           s.day_reset_at.value_or(next_utc_midnight(now)));
+  }
+  // Parallel slots free up when jobs finish, which wakes the dispatcher; no time to give.
+  if (paused(s.parallel_paused_until, now)) {
+    narrow(a, 0, Blocker::parallel, *s.parallel_paused_until);
+  } else if (s.parallel_limit > 0) {
+    narrow(a, s.parallel_limit - in_flight, Blocker::parallel, TimePoint::max());
+  }
+  return a;
+}
+
+void take_submits(AccountState& s, std::int64_t count, TimePoint now,
+                  const LimiterSettings& settings) {
+  if (count <= 0) return;
+  auto interval = spacing(s, now, settings);
+  s.rpm_next_at = std::max(s.rpm_next_at, now) + interval * count;
+  if (s.rpm_remaining) s.rpm_remaining = *s.rpm_remaining - count;
+  s.day_used += count;
+}
+
+Allowance poll_allowance(const AccountState& s, std::int64_t wanted, TimePoint now,
+                         const LimiterSettings& settings) {
+  auto interval = spacing(s, now, settings);
+  if (s.rpm_limit <= 0 && settings.polls_count_against_rpm) {
+    Allowance a;
+    a.count = wanted;
+    return a;
+  }
+  // Polls run on their own clock at poll_share of the request rate...
+  auto poll_interval = std::chrono::duration_cast<Duration>(
+      (interval > Duration::zero() ? interval : settings.fallback_window / std::max<std::int64_t>(1, s.rpm_limit)) /
+      settings.poll_share);
+  Allowance a;
+  a.count = std::min(wanted, paced_tokens(s.poll_next_at, poll_interval, 1, now));
+  a.retry_at = std::max(now, s.poll_next_at);
+  if (a.count == 0) return a;
+  if (!settings.polls_count_against_rpm) return a;
+  // ...and each also needs a request token.
+  auto tokens = rpm_tokens(s, a.count, now, settings, s.rpm_next_at, interval);
+  if (tokens.count < a.count) {
+    a.count = tokens.count;
+    a.retry_at = tokens.retry_at;
+  }
+  return a;
+}
+
+void take_polls(AccountState& s, std::int64_t count, TimePoint now,
+                const LimiterSettings& settings) {
+  if (count <= 0) return;
+  auto interval = spacing(s, now, settings);
+  auto poll_interval = std::chrono::duration_cast<Duration>(
+      (interval > Duration::zero() ? interval : settings.fallback_window / std::max<std::int64_t>(1, s.rpm_limit)) /
+      settings.poll_share);
+  s.poll_next_at = std::max(s.poll_next_at, now) + poll_interval * count;
+  if (!settings.polls_count_against_rpm) return;
+  s.rpm_next_at = std::max(s.rpm_next_at, now) + interval * count;
+  if (s.rpm_remaining) s.rpm_remaining = *s.rpm_remaining - count;
+}
+
+Allowance other_allowance(const AccountState& s, TimePoint now, const LimiterSettings& settings) {
+  return rpm_tokens(s, 1, now, settings, s.rpm_next_at, spacing(s, now, settings));
+}
+
+void take_other(AccountState& s, TimePoint now, const LimiterSettings& settings) {
+  auto interval = spacing(s, now, settings);
+  s.rpm_next_at = std::max(s.rpm_next_at, now) + interval;
+  if (s.rpm_remaining) s.rpm_remaining = *s.rpm_remaining - 1;
+}
+
+void observe(AccountState& s, const Observation& o, TimePoint now) {
+  bool learned = false;
+  if (o.rpm.limit) {
+    s.rpm_limit = *o.rpm.limit;
+    learned = true;
+  }
+  if (o.rpm.remaining && o.rpm.reset_at && *o.rpm.reset_at > now) {
+    const bool new_window =
+        !s.rpm_reset_at || *o.rpm.reset_at > *s.rpm_reset_at + same_window_tolerance;
+    if (new_window) {
+      s.rpm_reset_at = o.rpm.reset_at;
+      s.rpm_remaining = o.rpm.remaining;
+      // The window is known now: pace by it rather than by the fallback guess.
+      if (*o.rpm.remaining > 0) {
+        s.rpm_next_at = std::min(s.rpm_next_at, now + (*o.rpm.reset_at - now) / (*o.rpm.remaining + 1));
+      }
+    } else {
+      // Same window: responses arrive out of order, so the lowest count is the truth.
+      s.rpm_remaining = std::min(s.rpm_remaining.value_or(*o.rpm.remaining), *o.rpm.remaining);
+    }
+    learned = true;
+  }
+  if (o.daily.limit) {
+    s.day_limit = *o.daily.limit;
+    learned = true;
+  }
+  if (o.daily.reset_at && *o.daily.reset_at > now) {
+    if (!s.day_reset_at || *o.daily.reset_at > *s.day_reset_at + same_window_tolerance) {
+      s.day_used = 0;  // a new day as the API counts it
+      s.day_paused_until.reset();
+    }
+    s.day_reset_at = o.daily.reset_at;
+  }
+  if (o.daily.remaining && s.day_limit > 0) {
+    // The API counts what it accepted; we also count what is still on the wire.
+    s.day_used = std::max(s.day_used, s.day_limit - *o.daily.remaining);
+    learned = true;
+  }
+  if (o.parallel.limit) {
+    s.parallel_limit = *o.parallel.limit;
+    learned = true;
+  }
+  if (learned) s.limits_source = "headers";
+}
+
+void on_rate_limited(AccountState& s, std::optional<Window> window, const Observation& o,
+                     TimePoint now, const LimiterSettings& settings) {
+  const auto which = window.value_or(Window::rpm);
+  const WindowReport& report =
+      which == Window::rpm ? o.rpm : which == Window::daily ? o.daily : o.parallel;
+  TimePoint until;
+  if (o.retry_after && *o.retry_after > now) {
+    until = *o.retry_after;
+  } else if (report.reset_at && *report.reset_at > now) {
+    until = *report.reset_at;
+  } else if (which == Window::daily) {
+    until = s.day_reset_at.value_or(next_utc_midnight(now));
+  } else {
+    until = now + spacing(s, now, settings);
+  }
+  switch (which) {
+    case Window::rpm:
+      s.rpm_paused_until = std::max(s.rpm_paused_until.value_or(until), until);
+      s.rpm_next_at = std::max(s.rpm_next_at, until);
+      if (s.rpm_reset_at && *s.rpm_reset_at <= until) s.rpm_remaining = 0;
+      break;
+    case Window::daily:
+      s.day_paused_until = until;
+      if (s.day_limit > 0) s.day_used = std::max(s.day_used, s.day_limit);
+      break;
+    case Window::parallel:
+      s.parallel_paused_until = until;
+      break;
+  }
+}
+
+void return_unaccepted(AccountState& s, std::int64_t count) {
+  s.day_used = std::max<std::int64_t>(0, s.day_used - count);
+}
+
+}  // namespace klingq::ratelimit

@@ -1,0 +1,91 @@
+// The account's three limits as one pure state machine: requests per window (paced,
+// GCRA style, at the rate that spends what the window has left by its reset), jobs per
+// day, and parallel jobs. It starts from the configured plan; every response's headers
+// then rule. The state is a plain struct because its home is the klingq.account row:
+// a claim locks the row, loads the state, asks this module what may be sent, records
+// what it took, and writes the row back, so several instances share one limiter.
+#pragma once
+
+#include "ratelimit/headers.hpp"
+#include "util/clock.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace klingq::ratelimit {
+
+struct AccountState {
+  // Request window (X-RateLimit-*). Limits use 0 for unlimited.
+  std::int64_t rpm_limit = 10;
+  std::optional<std::int64_t> rpm_remaining;  // what is left in the current window
+  std::optional<TimePoint> rpm_reset_at;      // when the current window ends
+  TimePoint rpm_next_at{};   // pacing: earliest next request (GCRA TAT); epoch = long ago
+  TimePoint poll_next_at{};  // pacing of status polls within their share
+  std::optional<TimePoint> rpm_paused_until;  // after a 429 naming this window
+  // Jobs per day.
+  std::int64_t day_limit = 100;
+  std::int64_t day_used = 0;                  // submits counted against today
+  std::optional<TimePoint> day_reset_at;      // next daily reset
+  std::optional<TimePoint> day_paused_until;
+  // Parallel jobs (the in-flight count itself lives in klingq.jobs).
+  std::int64_t parallel_limit = 1;
+  std::optional<TimePoint> parallel_paused_until;
+  std::string limits_source = "plan";         // "plan" until a header arrives
+};
+
+struct LimiterSettings {
+  Duration fallback_window = std::chrono::seconds(60);  // window length when no Reset known
+  double poll_share = 0.2;  // most of the request rate polls may take
+  bool polls_count_against_rpm = true;
+};
+
+// Why nothing (more) may be sent now.
+enum class Blocker { none, rpm, daily, parallel };
+const char* to_string(Blocker blocker);
+
+struct Allowance {
+  std::int64_t count = 0;                  // how many may start now
+  TimePoint retry_at = TimePoint::max();   // when to ask again if count is short
+  Blocker blocked_by = Blocker::none;      // the tightest limit when count < wanted
+};
+
+// Starts a fresh state from the configured plan (0 = unlimited).
+AccountState from_plan(std::int64_t rpm, std::int64_t parallel, std::int64_t daily);
+
+// Ends windows whose reset has passed. Call before any decision at `now`.
+void roll(AccountState& state, TimePoint now, const LimiterSettings& settings);
+
+// How many submits (each one request and one job of the day and one parallel slot)
+// may start now, at most `wanted`, given `in_flight` jobs already holding slots.
+Allowance submit_allowance(const AccountState& state, std::int64_t in_flight,
+                           std::int64_t wanted, TimePoint now, const LimiterSettings& settings);
+// Records `count` submits sent at `now`.
+void take_submits(AccountState& state, std::int64_t count, TimePoint now,
+                  const LimiterSettings& settings);
+
+// How many status polls may be sent now (within poll_share of the request rate).
+Allowance poll_allowance(const AccountState& state, std::int64_t wanted, TimePoint now,
+                         const LimiterSettings& settings);
+void take_polls(AccountState& state, std::int64_t count, TimePoint now,
+                const LimiterSettings& settings);
+
+// One other request (a credit balance query): may it go now, and record it.
+Allowance other_allowance(const AccountState& state, TimePoint now,
+                          const LimiterSettings& settings);
+void take_other(AccountState& state, TimePoint now, const LimiterSettings& settings);
+
+// Learns from a response's headers: Limit overrides the plan, Remaining caps what may be
+// sent until Reset, a later Reset starts a new window.
+void observe(AccountState& state, const Observation& observation, TimePoint now);
+
+// A 429: pauses the named window (rpm when unnamed) until Retry-After, else the
+// window's reported reset, else one pacing interval.
+void on_rate_limited(AccountState& state, std::optional<Window> window,
+                     const Observation& observation, TimePoint now,
+                     const LimiterSettings& settings);
+
+// A submit the API did not accept (error before acceptance) gives its daily count back.
+void return_unaccepted(AccountState& state, std::int64_t count);
+
+}  // namespace klingq::ratelimit
