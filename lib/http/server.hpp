@@ -49,6 +49,9 @@ class Server {
   void stop();
   // Connections currently open.
   std::size_t connection_count() const;
+  // Connections accepted since construction, including those refused for
+  // max_connections (a metrics counter; tests use it to see keep-alive reuse).
+  std::size_t accepted_total() const;
 
  private:
   struct State;
