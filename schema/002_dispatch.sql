@@ -11,7 +11,7 @@ CREATE TABLE klingq.account (
   rpm_remaining         bigint,          -- estimate for the current window; NULL = unknown
   rpm_reset_at          timestamptz,     -- end of the current window; NULL = unknown
   rpm_next_at           timestamptz NOT NULL DEFAULT '-infinity',  -- pacing: next request
-  rpm_polls             bigint NOT NULL DEFAULT 0,  -- status polls spent in this window
+  poll_next_at          timestamptz NOT NULL DEFAULT '-infinity',  -- pacing of status polls
   rpm_paused_until      timestamptz,     -- set by a 429 naming this window
   -- jobs per day: X-RateLimit-*-Day
   day_limit             bigint NOT NULL DEFAULT 100,
@@ -53,5 +53,22 @@ CREATE TABLE klingq.batch_budgets (
   budget bigint NOT NULL CHECK (budget >= 0)
 );
 
+-- A webhook that arrives before its submit was recorded (the API can finish a job
+-- before our UPDATE commits) waits here; recording the submit applies it.
+CREATE TABLE klingq.webhook_inbox (
+  remote_id   text PRIMARY KEY,
+  status      text NOT NULL,
+  url         text,
+  metadata    jsonb,
+  error       text,
+  received_at timestamptz NOT NULL DEFAULT now()
+);
+
 COMMENT ON COLUMN klingq.jobs.last_error IS
   '{"last": {"class", "status", "code", "message", "at", "attempt"}, "history": [...]}';
+
+-- Timestamps cross the C++ boundary as epoch milliseconds; NULL and ±infinity as NULL.
+CREATE FUNCTION klingq.epoch_ms(t timestamptz) RETURNS bigint
+  LANGUAGE sql IMMUTABLE AS $$ SELECT CASE WHEN isfinite(t) THEN (extract(epoch FROM t) * 1000)::bigint END $$;
+CREATE FUNCTION klingq.from_epoch_ms(ms bigint) RETURNS timestamptz
+  LANGUAGE sql IMMUTABLE AS $$ SELECT to_timestamp(ms / 1000.0) $$;

@@ -1,0 +1,630 @@
+#include "db/queue.hpp"
+
+#include "credit/gate.hpp"
+
+#include <pqxx/pqxx>
+
+#include <boost/json.hpp>
+
+#include <unistd.h>
+
+namespace klingq::db {
+namespace json = boost::json;
+using ratelimit::AccountState;
+
+namespace sql {
+
+// Expected cost of a row by the configured table ($c5s, $c10s, $c5p, $c10p as $N..$N+3).
+#define KLINGQ_COST_CASE(a, b, c, d)                                                   \
+  "CASE WHEN mode = 'professional' THEN CASE WHEN duration >= 10 THEN " d " ELSE " c \
+  " END ELSE CASE WHEN duration >= 10 THEN " b " ELSE " a " END END"
+
+constexpr const char* account_ensure = R"(
+INSERT INTO klingq.account (name, rpm_limit, parallel_limit, day_limit)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (name) DO UPDATE SET rpm_limit = $2, parallel_limit = $3, day_limit = $4
+  WHERE klingq.account.limits_source = 'plan')";
+
+constexpr const char* account_lock = R"(
+SELECT rpm_limit, rpm_remaining, klingq.epoch_ms(rpm_reset_at), klingq.epoch_ms(rpm_next_at),
+       klingq.epoch_ms(poll_next_at), klingq.epoch_ms(rpm_paused_until),
+       day_limit, day_used, klingq.epoch_ms(day_reset_at), klingq.epoch_ms(day_paused_until),
+       parallel_limit, klingq.epoch_ms(parallel_paused_until), limits_source,
+       balance, halted_reason, paused, klingq.epoch_ms(clock_timestamp())
+FROM klingq.account WHERE name = $1 FOR UPDATE)";
+
+constexpr const char* account_save = R"(
+UPDATE klingq.account SET
+  rpm_limit = $2, rpm_remaining = $3, rpm_reset_at = klingq.from_epoch_ms($4),
+  rpm_next_at = coalesce(klingq.from_epoch_ms($5), '-infinity'),
+  poll_next_at = coalesce(klingq.from_epoch_ms($6), '-infinity'),
+  rpm_paused_until = klingq.from_epoch_ms($7),
+  day_limit = $8, day_used = $9, day_reset_at = klingq.from_epoch_ms($10),
+  day_paused_until = klingq.from_epoch_ms($11),
+  parallel_limit = $12, parallel_paused_until = klingq.from_epoch_ms($13),
+  limits_source = $14, updated_at = now()
+WHERE name = $1)";
+
+// Rows of a crashed instance come back; the same idempotency key makes the resubmit
+// return the job the API already has instead of charging again.
+constexpr const char* jobs_reap_expired_leases = R"(
+UPDATE klingq.jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+  wait_reason = 'lease of ' || lease_owner || ' expired; resubmitting with the same idempotency key'
+WHERE state = 'dispatching' AND lease_expires_at < now())";
+
+// Two statements so each uses its partial index (a state IN (...) would not).
+constexpr const char* jobs_count_dispatching = "SELECT count(*), coalesce(sum(" KLINGQ_COST_CASE(
+    "$1", "$2", "$3", "$4") "), 0) FROM klingq.jobs WHERE state = 'dispatching'";
+constexpr const char* jobs_count_submitted = "SELECT count(*) FROM klingq.jobs WHERE state = 'submitted'";
+
+constexpr const char* jobs_claim_candidates = "SELECT id, " KLINGQ_COST_CASE(
+    "$2", "$3", "$4", "$5") ", klingq.epoch_ms(run_after) FROM klingq.jobs "
+    "WHERE state = 'queued' AND run_after <= now() "
+    "ORDER BY priority DESC, run_after, id LIMIT $1 FOR UPDATE SKIP LOCKED";
+
+constexpr const char* jobs_claim = R"(
+UPDATE klingq.jobs SET state = 'dispatching', lease_owner = $2,
+  lease_expires_at = now() + make_interval(secs => $3), wait_reason = NULL
+WHERE id = ANY($1::bigint[])
+RETURNING id, prompt, duration, aspect_ratio, version, mode, options::text,
+          idempotency_key::text, attempts, max_attempts, klingq.epoch_ms(created_at))";
+
+constexpr const char* jobs_mark_submitted = R"(
+UPDATE klingq.jobs SET state = 'submitted', remote_id = $3, credit_cost = $4,
+  attempts = attempts + 1, submitted_at = now(), lease_expires_at = NULL,
+  next_poll_at = now() + make_interval(secs => $5), wait_reason = NULL
+WHERE id = $1 AND state = 'dispatching' AND lease_owner = $2)";
+
+// last_error keeps the latest error and the history of all of them.
+constexpr const char* jobs_mark_failed = R"(
+UPDATE klingq.jobs SET state = 'failed', attempts = attempts + $4, completed_at = now(),
+  lease_expires_at = NULL,
+  last_error = jsonb_build_object('last', $3::jsonb,
+                                  'history', coalesce(last_error -> 'history', '[]') || $3::jsonb)
+WHERE id = $1 AND state = 'dispatching' AND lease_owner = $2)";
+
+constexpr const char* jobs_requeue = R"(
+UPDATE klingq.jobs SET state = 'queued', attempts = attempts + $4, lease_owner = NULL,
+  lease_expires_at = NULL, run_after = greatest(now(), klingq.from_epoch_ms($5)),
+  wait_reason = $6,
+  last_error = CASE WHEN $3::jsonb IS NULL THEN last_error
+                    ELSE jsonb_build_object('last', $3::jsonb,
+                                            'history', coalesce(last_error -> 'history', '[]') || $3::jsonb) END
+WHERE id = $1 AND state = 'dispatching' AND lease_owner = $2)";
+
+constexpr const char* account_set_balance =
+    "UPDATE klingq.account SET balance = $2, balance_at = now() WHERE name = $1";
+constexpr const char* account_charge =
+    "UPDATE klingq.account SET balance = balance - $2 WHERE name = $1 AND balance IS NOT NULL";
+constexpr const char* account_halt = R"(
+UPDATE klingq.account SET halted_reason = $2, halted_at = now()
+WHERE name = $1 AND halted_reason IS NULL)";
+constexpr const char* account_clear_halt =
+    "UPDATE klingq.account SET halted_reason = NULL, halted_at = NULL WHERE name = $1";
+
+constexpr const char* completion_lock = "SELECT pg_advisory_xact_lock(hashtext('klingq.remote:' || $1))";
+
+constexpr const char* jobs_complete = R"(
+UPDATE klingq.jobs SET state = $2::klingq.job_state, url = nullif($3, ''), metadata = $4::jsonb,
+  completed_at = now(), next_poll_at = NULL, wait_reason = NULL,
+  last_error = CASE WHEN $5::jsonb IS NULL THEN last_error
+                    ELSE jsonb_build_object('last', $5::jsonb,
+                                            'history', coalesce(last_error -> 'history', '[]') || $5::jsonb) END
+WHERE remote_id = $1 AND state = 'submitted'
+RETURNING id, credit_cost, extract(epoch FROM now() - submitted_at))";
+
+constexpr const char* jobs_state_by_remote_id = "SELECT state::text FROM klingq.jobs WHERE remote_id = $1";
+constexpr const char* inbox_put = R"(
+INSERT INTO klingq.webhook_inbox (remote_id, status, url, metadata, error)
+VALUES ($1, $2, $3, $4::jsonb, $5) ON CONFLICT (remote_id) DO NOTHING)";
+constexpr const char* inbox_take = R"(
+DELETE FROM klingq.webhook_inbox WHERE remote_id = $1
+RETURNING status, coalesce(url, ''), coalesce(metadata::text, '{}'), coalesce(error, ''))";
+constexpr const char* account_refund =
+    "UPDATE klingq.account SET balance = balance + $2 WHERE name = $1 AND balance IS NOT NULL";
+constexpr const char* notify_slot_freed = "SELECT pg_notify('klingq_jobs', 'slot')";
+
+constexpr const char* jobs_due_polls = R"(
+SELECT id, remote_id, polls FROM klingq.jobs
+WHERE state = 'submitted' AND next_poll_at <= now()
+ORDER BY next_poll_at LIMIT $1 FOR UPDATE SKIP LOCKED)";
+constexpr const char* jobs_next_poll_at = R"(
+SELECT klingq.epoch_ms(min(next_poll_at)) FROM klingq.jobs WHERE state = 'submitted')";
+constexpr const char* jobs_schedule_poll = R"(
+UPDATE klingq.jobs SET polls = polls + 1,
+  next_poll_at = now() + make_interval(secs => $2)
+WHERE id = $1)";
+// Flag, once, the jobs nothing resolved within the horizon (event + wait_reason).
+constexpr const char* jobs_flag_stuck = R"(
+WITH stuck AS (
+  UPDATE klingq.jobs SET wait_reason = 'stuck: unresolved past poll.horizon_seconds'
+  WHERE state = 'submitted' AND submitted_at < now() - make_interval(secs => $1)
+    AND wait_reason IS DISTINCT FROM 'stuck: unresolved past poll.horizon_seconds'
+  RETURNING id, lease_owner)
+INSERT INTO klingq.job_events (job_id, from_state, to_state, instance, detail)
+SELECT id, 'submitted', 'submitted', lease_owner, '{"stuck": true}'::jsonb FROM stuck)";
+
+constexpr const char* jobs_release_leases = R"(
+UPDATE klingq.jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+  wait_reason = 'released at shutdown'
+WHERE state = 'dispatching' AND lease_owner = $1)";
+
+constexpr const char* instance_heartbeat = R"(
+INSERT INTO klingq.instances (id, host, pid, version, status)
+VALUES ($1, $2, $3, $4, $5::jsonb)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), status = excluded.status)";
+constexpr const char* instance_remove = "DELETE FROM klingq.instances WHERE id = $1";
+constexpr const char* instances_live =
+    "SELECT count(*) FROM klingq.instances WHERE heartbeat_at > now() - interval '30 seconds'";
+constexpr const char* jobs_by_state = R"(
+SELECT state::text, count(*) FROM klingq.jobs GROUP BY state)";
+constexpr const char* jobs_stuck_count = R"(
+SELECT count(*) FROM klingq.jobs WHERE state = 'submitted'
+  AND wait_reason = 'stuck: unresolved past poll.horizon_seconds')";
+
+#undef KLINGQ_COST_CASE
+}  // namespace sql
+
+namespace {
+
+std::optional<long long> opt_ms(const std::optional<TimePoint>& t) {
+  if (!t) return std::nullopt;
+  return to_epoch_ms(*t);
+}
+std::optional<long long> opt_ms(TimePoint t) {
+  if (t == TimePoint{}) return std::nullopt;
+  return to_epoch_ms(t);
+}
+std::optional<TimePoint> time_of(const pqxx::field& f) {
+  if (f.is_null()) return std::nullopt;
+  return from_epoch_ms(f.as<long long>());
+}
+std::optional<long long> int_of(const pqxx::field& f) {
+  if (f.is_null()) return std::nullopt;
+  return f.as<long long>();
+}
+
+struct Locked {
+  AccountState state;
+  std::optional<std::int64_t> balance;
+  bool halted = false;
+  bool paused = false;
+  TimePoint now;
+};
+
+Locked lock_account(pqxx::work& tx, const QueueSettings& settings) {
+  auto rows = tx.exec_params(sql::account_lock, settings.account);
+  if (rows.empty()) throw std::runtime_error("klingq.account row '" + settings.account + "' is missing");
+  const auto& r = rows[0];
+  Locked locked;
+  auto& s = locked.state;
+  s.rpm_limit = r[0].as<long long>();
+  s.rpm_remaining = int_of(r[1]);
+  s.rpm_reset_at = time_of(r[2]);
+  s.rpm_next_at = time_of(r[3]).value_or(TimePoint{});
+  s.poll_next_at = time_of(r[4]).value_or(TimePoint{});
+  s.rpm_paused_until = time_of(r[5]);
+  s.day_limit = r[6].as<long long>();
+  s.day_used = r[7].as<long long>();
+  s.day_reset_at = time_of(r[8]);
+  s.day_paused_until = time_of(r[9]);
+  s.parallel_limit = r[10].as<long long>();
+  s.parallel_paused_until = time_of(r[11]);
+  s.limits_source = r[12].as<std::string>();
+  locked.balance = int_of(r[13]);
+  locked.halted = !r[14].is_null();
+  locked.paused = r[15].as<bool>();
+  // The database's clock, so every instance decides on the same time.
+  locked.now = from_epoch_ms(r[16].as<long long>());
+  ratelimit::roll(s, locked.now, settings.limiter);
+  return locked;
+}
+
+void save_account(pqxx::work& tx, const QueueSettings& settings, const AccountState& s) {
+  tx.exec_params(sql::account_save, settings.account, static_cast<long long>(s.rpm_limit),
+                 s.rpm_remaining ? std::optional<long long>(*s.rpm_remaining) : std::nullopt,
+                 opt_ms(s.rpm_reset_at), opt_ms(s.rpm_next_at), opt_ms(s.poll_next_at),
+                 opt_ms(s.rpm_paused_until), static_cast<long long>(s.day_limit),
+                 static_cast<long long>(s.day_used), opt_ms(s.day_reset_at),
+                 opt_ms(s.day_paused_until), static_cast<long long>(s.parallel_limit),
+                 opt_ms(s.parallel_paused_until), s.limits_source);
+}
+
+std::string error_json(const api::Outcome& outcome, int attempt) {
+  json::object error{{"class", api::to_string(outcome.outcome)},
+                     {"status", outcome.http_status},
+                     {"message", outcome.message},
+                     {"attempt", attempt}};
+  if (!outcome.code.empty()) error["code"] = outcome.code;
+  return json::serialize(error);
+}
+
+double seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
+
+std::string ids_array(const std::vector<std::int64_t>& ids) {
+  std::string text = "{";
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (i) text += ',';
+    text += std::to_string(ids[i]);
+  }
+  return text + "}";
+}
+
+CompletionOutcome complete_locked(pqxx::work& tx, const std::string& account, const Completion& c) {
+  CompletionOutcome out;
+  std::optional<std::string> error;
+  if (c.status == "failed") {
+    error = json::serialize(json::object{{"class", "remote_failed"},
+                                         {"message", c.error.empty() ? "failed" : c.error}});
+  }
+  auto rows = tx.exec_params(sql::jobs_complete, c.remote_id, c.status, c.url, c.metadata_json, error);
+  if (!rows.empty()) {
+    out.result = CompletionResult::applied;
+    out.job_id = rows[0][0].as<long long>();
+    if (!rows[0][2].is_null()) out.submit_to_complete_seconds = rows[0][2].as<double>();
+    if (c.status == "failed" && !rows[0][1].is_null()) {
+      tx.exec_params(sql::account_refund, account, rows[0][1].as<long long>());
+    }
+    tx.exec(sql::notify_slot_freed);
+    return out;
+  }
+  auto state = tx.exec_params(sql::jobs_state_by_remote_id, c.remote_id);
+  if (!state.empty()) {
+    out.result = CompletionResult::duplicate;
+    return out;
+  }
+  tx.exec_params(sql::inbox_put, c.remote_id, c.status, c.url, c.metadata_json, c.error);
+  out.result = CompletionResult::unknown_stored;
+  return out;
+}
+
+}  // namespace
+
+const char* to_string(Hold hold) {
+  switch (hold) {
+    case Hold::none: return "none";
+    case Hold::halted: return "halted";
+    case Hold::paused: return "paused";
+    case Hold::rpm: return "rpm";
+    case Hold::daily: return "daily";
+    case Hold::parallel: return "parallel";
+    case Hold::credit: return "credit";
+    case Hold::no_balance: return "no_balance";
+  }
+  return "none";
+}
+
+void ensure_account(pqxx::connection& connection, const QueueSettings& settings) {
+  pqxx::work tx(connection);
+  tx.exec_params(sql::account_ensure, settings.account, static_cast<long long>(settings.plan.rpm),
+                 static_cast<long long>(settings.plan.parallel),
+                 static_cast<long long>(settings.plan.daily));
+  tx.commit();
+}
+
+ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, std::int64_t wanted,
+                  double) {
+  ClaimResult result;
+  pqxx::work tx(connection);
+  tx.exec(sql::jobs_reap_expired_leases);
+  auto locked = lock_account(tx, settings);
+  const auto now = locked.now;
+  if (locked.halted || locked.paused) {
+    result.held_by = locked.halted ? Hold::halted : Hold::paused;
+    tx.commit();
+    return result;
+  }
+  const auto& cost = settings.cost;
+  auto dispatching = tx.exec_params1(sql::jobs_count_dispatching, static_cast<long long>(cost.standard_5),
+                                     static_cast<long long>(cost.standard_10),
+                                     static_cast<long long>(cost.professional_5),
+                                     static_cast<long long>(cost.professional_10));
+  auto submitted = tx.exec1(sql::jobs_count_submitted);
+  const std::int64_t in_flight = dispatching[0].as<long long>() + submitted[0].as<long long>();
+  const std::int64_t reserved = dispatching[1].as<long long>();
+
+  auto allowance = ratelimit::submit_allowance(locked.state, in_flight, wanted, now, settings.limiter);
+  if (allowance.count <= 0) {
+    result.held_by = allowance.blocked_by == ratelimit::Blocker::daily      ? Hold::daily
+                     : allowance.blocked_by == ratelimit::Blocker::parallel ? Hold::parallel
+                                                                            : Hold::rpm;
+    result.retry_at = allowance.retry_at;
+    save_account(tx, settings, locked.state);  // the roll of ended windows
+    tx.commit();
+    return result;
+  }
+  if (!locked.balance) {
+    result.held_by = Hold::no_balance;
+    tx.commit();
+    return result;
+  }
+  const std::int64_t budget = *locked.balance - settings.credit_reserve - reserved;
+  // Look a little past the allowance so cheaper jobs can use credit a dear one cannot.
+  const std::int64_t look = std::min<std::int64_t>(allowance.count * 4, allowance.count + 200);
+  auto rows = tx.exec_params(sql::jobs_claim_candidates, static_cast<long long>(look),
+                             static_cast<long long>(cost.standard_5),
+                             static_cast<long long>(cost.standard_10),
+                             static_cast<long long>(cost.professional_5),
+                             static_cast<long long>(cost.professional_10));
+  std::vector<credit::Candidate> candidates;
+  for (const auto& row : rows) {
+    candidates.push_back({row[1].as<long long>(), from_epoch_ms(row[2].as<long long>())});
+  }
+  auto choice = credit::choose(candidates, static_cast<std::size_t>(allowance.count), budget, now,
+                               settings.starvation);
+  std::vector<std::int64_t> ids;
+  for (auto index : choice.chosen) ids.push_back(rows[static_cast<pqxx::result::size_type>(index)][0].as<long long>());
+
+  if (!ids.empty()) {
+    auto claimed = tx.exec_params(sql::jobs_claim, ids_array(ids), settings.instance,
+                                  seconds(settings.lease));
+    for (const auto& row : claimed) {
+      ClaimedJob job;
+      job.id = row[0].as<long long>();
+      job.spec.prompt = row[1].as<std::string>();
+      job.spec.duration = row[2].as<int>();
+      job.spec.aspect_ratio = row[3].as<std::string>();
+      if (!row[4].is_null()) job.spec.version = row[4].as<std::string>();
+      job.spec.mode = row[5].as<std::string>();
+      job.spec.options_json = row[6].as<std::string>();
+      job.spec.idempotency_key = row[7].as<std::string>();
+      job.attempts = row[8].as<int>();
+      job.max_attempts = row[9].as<int>();
+      job.created_at = from_epoch_ms(row[10].as<long long>());
+      job.expected_cost = credit::expected_cost(cost, job.spec.mode, job.spec.duration);
+      result.jobs.push_back(std::move(job));
+    }
+    ratelimit::take_submits(locked.state, static_cast<std::int64_t>(result.jobs.size()), now,
+                            settings.limiter);
+  }
+  save_account(tx, settings, locked.state);
+  tx.commit();
+
+  const auto got = static_cast<std::int64_t>(result.jobs.size());
+  if (got < wanted) {
+    if (choice.short_of_credit) {
+      result.held_by = Hold::credit;
+    } else if (static_cast<std::int64_t>(rows.size()) < look && got == static_cast<std::int64_t>(rows.size())) {
+      result.queue_empty = true;
+      if (allowance.count < wanted) {
+        result.held_by = Hold::none;
+      }
+    } else {
+      result.held_by = allowance.blocked_by == ratelimit::Blocker::daily      ? Hold::daily
+                       : allowance.blocked_by == ratelimit::Blocker::parallel ? Hold::parallel
+                                                                              : Hold::rpm;
+      result.retry_at = allowance.retry_at;
+    }
+  }
+  return result;
+}
+
+SubmitRecord record_submit(pqxx::connection& connection, const QueueSettings& settings,
+                           const ClaimedJob& job, const api::Outcome& outcome,
+                           const ratelimit::Observation& observation, bool webhooks_on,
+                           double unit_random) {
+  SubmitRecord record;
+  pqxx::work tx(connection);
+  if (outcome.outcome == api::OutcomeClass::accepted) {
+    tx.exec_params(sql::completion_lock, outcome.remote_id);
+  }
+  auto locked = lock_account(tx, settings);
+  auto& state = locked.state;
+  const auto now = locked.now;
+  if (outcome.http_status != 0) ratelimit::observe(state, observation, now);
+  const int attempt = job.attempts + 1;
+  pqxx::result changed;
+  using api::OutcomeClass;
+  switch (outcome.outcome) {
+    case OutcomeClass::accepted: {
+      const auto cost = outcome.credit_cost.value_or(job.expected_cost);
+      auto first_poll = settings.first_poll;
+      changed = tx.exec_params(sql::jobs_mark_submitted, job.id, settings.instance, outcome.remote_id,
+                               static_cast<long long>(cost), seconds(first_poll) * (webhooks_on ? 2 : 1));
+      if (changed.affected_rows() > 0) {
+        tx.exec_params(sql::account_charge, settings.account, static_cast<long long>(cost));
+        record.new_state = "submitted";
+        auto early = tx.exec_params(sql::inbox_take, outcome.remote_id);
+        if (!early.empty()) {
+          Completion c{outcome.remote_id, early[0][0].as<std::string>(), early[0][1].as<std::string>(),
+                       early[0][2].as<std::string>(), early[0][3].as<std::string>()};
+          if (complete_locked(tx, settings.account, c).result == CompletionResult::applied) {
+            record.completed_early = true;
+            record.new_state = c.status;
+          }
+        }
+      }
+      break;
+    }
+    case OutcomeClass::invalid_job:
+      ratelimit::return_unaccepted(state, 1);
+      changed = tx.exec_params(sql::jobs_mark_failed, job.id, settings.instance,
+                               error_json(outcome, attempt), 1);
+      record.new_state = "failed";
+      break;
+    case OutcomeClass::transient: {
+      // The API may not have accepted it; if it did, the next response's Day count says so.
+      ratelimit::return_unaccepted(state, 1);
+      if (attempt >= job.max_attempts) {
+        changed = tx.exec_params(sql::jobs_mark_failed, job.id, settings.instance,
+                                 error_json(outcome, attempt), 1);
+        record.new_state = "failed";
+      } else {
+        auto delay = api::retry_delay(attempt, settings.retry_base, settings.retry_max, unit_random);
+        changed = tx.exec_params(sql::jobs_requeue, job.id, settings.instance,
+                                 error_json(outcome, attempt), 1, to_epoch_ms(now + delay),
+                                 std::string("retrying after a transient error"));
+        record.new_state = "queued";
+      }
+      break;
+    }
+    case OutcomeClass::rate_limited: {
+      ratelimit::return_unaccepted(state, 1);
+      ratelimit::on_rate_limited(state, outcome.window, observation, now, settings.limiter);
+      auto window = outcome.window.value_or(ratelimit::Window::rpm);
+      auto until = window == ratelimit::Window::rpm       ? state.rpm_paused_until
+                   : window == ratelimit::Window::daily   ? state.day_paused_until
+                                                          : state.parallel_paused_until;
+      changed = tx.exec_params(sql::jobs_requeue, job.id, settings.instance, std::optional<std::string>(), 0,
+                               to_epoch_ms(until.value_or(now)),
+                               std::string("rate limited (") + ratelimit::to_string(window) + ")");
+      record.new_state = "queued";
+      break;
+    }
+    case OutcomeClass::no_credit:
+      ratelimit::return_unaccepted(state, 1);
+      if (outcome.credits_available) {
+        tx.exec_params(sql::account_set_balance, settings.account,
+                       static_cast<long long>(*outcome.credits_available));
+      } else {
+        tx.exec_params(sql::account_set_balance, settings.account, 0LL);
+      }
+      changed = tx.exec_params(sql::jobs_requeue, job.id, settings.instance, std::optional<std::string>(), 0,
+                               to_epoch_ms(now), std::string("waiting for credit (402 from the API)"));
+      record.new_state = "queued";
+      break;
+    case OutcomeClass::unauthorized:
+      ratelimit::return_unaccepted(state, 1);
+      tx.exec_params(sql::account_halt, settings.account,
+                     "401 from the API: " + outcome.message.substr(0, 200));
+      changed = tx.exec_params(sql::jobs_requeue, job.id, settings.instance, std::optional<std::string>(), 0,
+                               to_epoch_ms(now), std::string("dispatch halted: API key refused (401)"));
+      record.new_state = "queued";
+      break;
+  }
+  if (changed.affected_rows() == 0) record.new_state.clear();  // our lease was gone
+  save_account(tx, settings, state);
+  tx.commit();
+  return record;
+}
+
+void record_response(pqxx::connection& connection, const QueueSettings& settings,
+                     const api::Outcome& outcome, const ratelimit::Observation& observation) {
+  pqxx::work tx(connection);
+  auto locked = lock_account(tx, settings);
+  if (outcome.http_status != 0) ratelimit::observe(locked.state, observation, locked.now);
+  if (outcome.outcome == api::OutcomeClass::rate_limited) {
+    ratelimit::on_rate_limited(locked.state, outcome.window, observation, locked.now, settings.limiter);
+  }
+  if (outcome.outcome == api::OutcomeClass::unauthorized) {
+    tx.exec_params(sql::account_halt, settings.account,
+                   "401 from the API: " + outcome.message.substr(0, 200));
+  }
+  save_account(tx, settings, locked.state);
+  tx.commit();
+}
+
+std::optional<TimePoint> take_request_token(pqxx::connection& connection, const QueueSettings& settings) {
+  pqxx::work tx(connection);
+  auto locked = lock_account(tx, settings);
+  if (locked.halted) {
+    tx.commit();
+    return locked.now + std::chrono::seconds(5);
+  }
+  auto allowance = ratelimit::other_allowance(locked.state, locked.now, settings.limiter);
+  if (allowance.count <= 0) {
+    save_account(tx, settings, locked.state);
+    tx.commit();
+    return allowance.retry_at;
+  }
+  ratelimit::take_other(locked.state, locked.now, settings.limiter);
+  save_account(tx, settings, locked.state);
+  tx.commit();
+  return std::nullopt;
+}
+
+PollClaim claim_polls(pqxx::connection& connection, const QueueSettings& settings, std::int64_t wanted) {
+  PollClaim claim;
+  pqxx::work tx(connection);
+  claim.newly_stuck = static_cast<std::int64_t>(
+      tx.exec_params(sql::jobs_flag_stuck, seconds(settings.poll_horizon)).affected_rows());
+  auto locked = lock_account(tx, settings);
+  if (locked.halted) {
+    tx.commit();
+    claim.retry_at = locked.now + std::chrono::seconds(5);
+    return claim;
+  }
+  auto allowance = ratelimit::poll_allowance(locked.state, wanted, locked.now, settings.limiter);
+  if (allowance.count > 0) {
+    auto rows = tx.exec_params(sql::jobs_due_polls, static_cast<long long>(allowance.count));
+    for (const auto& row : rows) {
+      const int polls = row[2].as<int>();
+      // Back off: 5 s, 10 s, 20 s, ... up to poll.max_interval_seconds.
+      auto interval = std::min(seconds(settings.max_poll_interval), 5.0 * (1 << std::min(polls, 16)));
+      tx.exec_params(sql::jobs_schedule_poll, row[0].as<long long>(), interval);
+      claim.jobs.push_back({row[0].as<long long>(), row[1].as<std::string>()});
+    }
+    ratelimit::take_polls(locked.state, static_cast<std::int64_t>(claim.jobs.size()), locked.now,
+                          settings.limiter);
+  }
+  auto next = tx.exec1(sql::jobs_next_poll_at);
+  TimePoint next_due = next[0].is_null() ? TimePoint::max() : from_epoch_ms(next[0].as<long long>());
+  claim.retry_at = allowance.count > 0 ? next_due : std::max(next_due, allowance.retry_at);
+  save_account(tx, settings, locked.state);
+  tx.commit();
+  return claim;
+}
+
+CompletionOutcome apply_completion(pqxx::connection& connection, const QueueSettings& settings,
+                                   const Completion& completion) {
+  pqxx::work tx(connection);
+  tx.exec_params(sql::completion_lock, completion.remote_id);
+  auto out = complete_locked(tx, settings.account, completion);
+  tx.commit();
+  return out;
+}
+
+void set_balance(pqxx::connection& connection, const QueueSettings& settings, std::int64_t balance) {
+  pqxx::work tx(connection);
+  tx.exec_params(sql::account_set_balance, settings.account, static_cast<long long>(balance));
+  tx.commit();
+}
+
+std::int64_t release_leases(pqxx::connection& connection, const QueueSettings& settings) {
+  pqxx::work tx(connection);
+  auto r = tx.exec_params(sql::jobs_release_leases, settings.instance);
+  tx.exec("SELECT pg_notify('klingq_jobs', 'released')");
+  tx.commit();
+  return static_cast<std::int64_t>(r.affected_rows());
+}
+
+void clear_halt(pqxx::connection& connection, const QueueSettings& settings) {
+  pqxx::work tx(connection);
+  tx.exec_params(sql::account_clear_halt, settings.account);
+  tx.exec("SELECT pg_notify('klingq_jobs', 'resumed')");
+  tx.commit();
+}
+
+Snapshot heartbeat(pqxx::connection& connection, const QueueSettings& settings,
+                   const std::string& status_json) {
+  Snapshot snapshot;
+  pqxx::work tx(connection);
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  tx.exec_params(sql::instance_heartbeat, settings.instance, std::string(host),
+                 static_cast<int>(getpid()), std::string("0.1.0"), status_json);
+  auto locked = lock_account(tx, settings);
+  snapshot.limits = locked.state;
+  snapshot.balance = locked.balance;
+  snapshot.halted = locked.halted;
+  snapshot.paused = locked.paused;
+  save_account(tx, settings, locked.state);
+  tx.commit();
+  pqxx::read_transaction read(connection);
+  for (const auto& row : read.exec(sql::jobs_by_state)) {
+    snapshot.jobs_by_state.emplace_back(row[0].as<std::string>(), row[1].as<long long>());
+    if (row[0].as<std::string>() == "dispatching" || row[0].as<std::string>() == "submitted")
+      snapshot.in_flight += row[1].as<long long>();
+  }
+  snapshot.instances = read.exec1(sql::instances_live)[0].as<long long>();
+  snapshot.stuck = read.exec1(sql::jobs_stuck_count)[0].as<long long>();
+  return snapshot;
+}
+
+void remove_instance(pqxx::connection& connection, const QueueSettings& settings) {
+  pqxx::work tx(connection);
+  tx.exec_params(sql::instance_remove, settings.instance);
+  tx.commit();
+}
+
+}  // namespace klingq::db

@@ -1,0 +1,146 @@
+// Every statement klingqd runs against its schema, one function per transaction.
+// Each takes a connection and plain values and returns plain values, so the dispatcher
+// and completion services hold no SQL and the tests can call these directly on a real
+// database. Limiter and credit decisions come from lib/ratelimit and lib/credit; this
+// module loads their state from the klingq.account row under a row lock, applies the
+// decision and writes it back in the same transaction: that is what makes the limits
+// hold across several instances.
+#pragma once
+
+#include "api/protocol.hpp"
+#include "config/config.hpp"
+#include "ratelimit/limiter.hpp"
+#include "util/clock.hpp"
+
+#include <pqxx/connection>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace klingq::db {
+
+// Options every transaction needs, derived from the config once.
+struct QueueSettings {
+  std::string account = "default";
+  std::string instance;                 // lease owner and events' instance
+  ratelimit::LimiterSettings limiter;
+  config::CostTable cost;
+  std::int64_t credit_reserve = 0;
+  Duration starvation = std::chrono::seconds(600);
+  Duration lease = std::chrono::seconds(120);
+  Duration retry_base = std::chrono::seconds(2);
+  Duration retry_max = std::chrono::seconds(600);
+  Duration first_poll = std::chrono::seconds(60);  // after submit (plus grace with webhooks)
+  Duration max_poll_interval = std::chrono::seconds(600);
+  Duration poll_horizon = std::chrono::hours(2);
+  config::PlanLimits plan{10, 1, 100};
+};
+
+// A claimed row, ready to send.
+struct ClaimedJob {
+  std::int64_t id = 0;
+  api::JobSpec spec;
+  int attempts = 0;       // attempts already spent before this one
+  int max_attempts = 1;
+  std::int64_t expected_cost = 0;
+  TimePoint created_at;
+};
+
+enum class Hold { none, halted, paused, rpm, daily, parallel, credit, no_balance };
+const char* to_string(Hold hold);
+
+struct ClaimResult {
+  std::vector<ClaimedJob> jobs;
+  Hold held_by = Hold::none;              // why fewer (or none) were claimed
+  TimePoint retry_at = TimePoint::max();  // when a limit frees a token (max: on an event)
+  bool queue_empty = false;               // no runnable row was waiting
+};
+
+// Creates the account row from the plan if missing; while limits still come from the
+// plan (no header seen yet) a changed plan in the config is applied.
+void ensure_account(pqxx::connection& connection, const QueueSettings& settings);
+
+// Claims at most `wanted` rows that every limit and the credit gate allow right now.
+// Rows whose lease expired (a crashed instance) come back to the queue first.
+ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, std::int64_t wanted,
+                  double unit_random);
+
+// Records what the API said about one claimed row, updates the shared limiter from the
+// response headers, and returns the row's new state ("submitted", "queued", "failed",
+// or "" when this instance no longer held the lease).
+struct SubmitRecord {
+  std::string new_state;
+  bool completed_early = false;  // a webhook had arrived before the submit was recorded
+};
+SubmitRecord record_submit(pqxx::connection& connection, const QueueSettings& settings,
+                           const ClaimedJob& job, const api::Outcome& outcome,
+                           const ratelimit::Observation& observation, bool webhooks_on,
+                           double unit_random);
+
+// Headers (and a 429) from a request that was not a submit.
+void record_response(pqxx::connection& connection, const QueueSettings& settings,
+                     const api::Outcome& outcome, const ratelimit::Observation& observation);
+
+// Takes one request token for a non-submit request; nullopt = granted, else retry time.
+std::optional<TimePoint> take_request_token(pqxx::connection& connection,
+                                            const QueueSettings& settings);
+
+struct PollJob {
+  std::int64_t id = 0;
+  std::string remote_id;
+};
+struct PollClaim {
+  std::vector<PollJob> jobs;
+  TimePoint retry_at = TimePoint::max();
+  std::int64_t newly_stuck = 0;
+};
+// Jobs whose poll is due, as many as the poll share of the request budget allows now;
+// their next poll is pushed out (backing off) in the same transaction.
+PollClaim claim_polls(pqxx::connection& connection, const QueueSettings& settings,
+                      std::int64_t wanted);
+
+// A terminal status from a webhook or a poll.
+struct Completion {
+  std::string remote_id;
+  std::string status;  // completed | failed
+  std::string url;
+  std::string metadata_json = "{}";
+  std::string error;
+};
+enum class CompletionResult { applied, duplicate, unknown_stored };
+struct CompletionOutcome {
+  CompletionResult result = CompletionResult::unknown_stored;
+  std::int64_t job_id = 0;
+  std::optional<double> submit_to_complete_seconds;
+};
+// Moves a submitted job to its terminal state (never a terminal one back), refunds a
+// failed job's credits into the known balance, and NOTIFYs so every instance sees the
+// freed parallel slot. An id no row carries yet is kept in webhook_inbox.
+CompletionOutcome apply_completion(pqxx::connection& connection, const QueueSettings& settings,
+                                   const Completion& completion);
+
+void set_balance(pqxx::connection& connection, const QueueSettings& settings, std::int64_t balance);
+// Unsent rows this instance holds go back to the queue (shutdown).
+std::int64_t release_leases(pqxx::connection& connection, const QueueSettings& settings);
+// Clears a 401 halt (after the key was replaced).
+void clear_halt(pqxx::connection& connection, const QueueSettings& settings);
+
+struct Snapshot {
+  ratelimit::AccountState limits;
+  std::optional<std::int64_t> balance;
+  std::int64_t in_flight = 0;
+  std::int64_t reserved = 0;
+  bool halted = false;
+  bool paused = false;
+  std::vector<std::pair<std::string, std::int64_t>> jobs_by_state;
+  std::int64_t instances = 0;
+  std::int64_t stuck = 0;
+};
+// Upserts this instance's heartbeat and reads what metrics and STATUS= show.
+Snapshot heartbeat(pqxx::connection& connection, const QueueSettings& settings,
+                   const std::string& status_json);
+void remove_instance(pqxx::connection& connection, const QueueSettings& settings);
+
+}  // namespace klingq::db
