@@ -36,27 +36,6 @@ std::string_view to_string(JobState value) {
   return "unknown";
 }
 
-std::string_view to_string(Outcome value) {
-  switch (value) {
-    case Outcome::accepted: return "accepted";
-    case Outcome::invalid_job: return "invalid_job";
-    case Outcome::transient: return "transient";
-    case Outcome::rate_limited: return "rate_limited";
-    case Outcome::no_credit: return "no_credit";
-    case Outcome::unauthorized: return "unauthorized";
-  }
-  return "unknown";
-}
-
-std::string_view to_string(Window value) {
-  switch (value) {
-    case Window::rpm: return "rpm";
-    case Window::parallel: return "parallel";
-    case Window::daily: return "daily";
-  }
-  return "unknown";
-}
-
 std::string_view to_string(ApiCall value) {
   switch (value) {
     case ApiCall::submit: return "submit";

@@ -29,6 +29,9 @@
 // Metrics object lives; Metrics is neither copyable nor movable for that reason.
 #pragma once
 
+#include "api/protocol.hpp"
+#include "ratelimit/headers.hpp"
+
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
@@ -44,28 +47,30 @@ namespace klingq::ops {
 
 // klingq.job_state, in the schema's order.
 enum class JobState { queued, dispatching, submitted, completed, failed, cancelled };
-// The error vocabulary's classes, plus success.
-enum class Outcome { accepted, invalid_job, transient, rate_limited, no_credit, unauthorized };
-// The three limits of an account.
-enum class Window { rpm, parallel, daily };
+// The error vocabulary's classes plus success, exactly as lib/api classifies an answer,
+// so the dispatcher passes its outcome through without a mapping. Label values come
+// from api::to_string.
+using Outcome = api::OutcomeClass;
+// The three limits of an account, as lib/ratelimit names them (ratelimit::to_string).
+using Window = ratelimit::Window;
 // What an API request was for.
 enum class ApiCall { submit, poll, credits };
 // How a webhook delivery ended.
 enum class WebhookResult { accepted, rejected_signature, too_large, unknown_job, duplicate, bad_request };
 
-// Series per labelled family; each is "last enumerator + 1", so a new enumerator must
-// go last (or these must change) for the arrays below to grow with it.
+// Series per labelled family: "last enumerator + 1". An enumerator added anywhere but
+// last must update these; the accessors use std::array::at, so a miss throws
+// std::out_of_range instead of touching memory.
 inline constexpr std::size_t job_state_count = static_cast<std::size_t>(JobState::cancelled) + 1;
 inline constexpr std::size_t outcome_count = static_cast<std::size_t>(Outcome::unauthorized) + 1;
-inline constexpr std::size_t window_count = static_cast<std::size_t>(Window::daily) + 1;
+inline constexpr std::size_t window_count = static_cast<std::size_t>(Window::parallel) + 1;
 inline constexpr std::size_t api_call_count = static_cast<std::size_t>(ApiCall::credits) + 1;
 inline constexpr std::size_t webhook_result_count =
     static_cast<std::size_t>(WebhookResult::bad_request) + 1;
 
-// The label value of each enumerator ("queued", "rate_limited", "rpm", ...).
+// The label value of each enumerator ("queued", "submit", ...); Outcome and Window use
+// api::to_string and ratelimit::to_string, found by argument-dependent lookup.
 std::string_view to_string(JobState value);
-std::string_view to_string(Outcome value);
-std::string_view to_string(Window value);
 std::string_view to_string(ApiCall value);
 std::string_view to_string(WebhookResult value);
 
@@ -78,16 +83,16 @@ class Metrics {
 
   // Rows in each state, set from a periodic count (not incremented by transitions, so
   // that several instances and manual SQL never make it drift).
-  prometheus::Gauge& jobs(JobState state) { return *jobs_[index(state)]; }
+  prometheus::Gauge& jobs(JobState state) { return *jobs_.at(index(state)); }
   // One per submit attempt, by how it ended.
-  prometheus::Counter& submissions(Outcome outcome) { return *submissions_[index(outcome)]; }
+  prometheus::Counter& submissions(Outcome outcome) { return *submissions_.at(index(outcome)); }
   // One per 429, by the window the API blamed.
-  prometheus::Counter& rate_limited(Window window) { return *rate_limited_[index(window)]; }
+  prometheus::Counter& rate_limited(Window window) { return *rate_limited_.at(index(window)); }
 
   // The limiter's view of each window.
-  prometheus::Gauge& limit(Window window) { return *limit_[index(window)]; }
-  prometheus::Gauge& remaining(Window window) { return *remaining_[index(window)]; }
-  prometheus::Gauge& reset_timestamp(Window window) { return *reset_timestamp_[index(window)]; }
+  prometheus::Gauge& limit(Window window) { return *limit_.at(index(window)); }
+  prometheus::Gauge& remaining(Window window) { return *remaining_.at(index(window)); }
+  prometheus::Gauge& reset_timestamp(Window window) { return *reset_timestamp_.at(index(window)); }
 
   prometheus::Gauge& in_flight_jobs() { return *in_flight_jobs_; }
   prometheus::Gauge& parallel_limit() { return *parallel_limit_; }
@@ -101,14 +106,14 @@ class Metrics {
 
   // Seconds of one request/response exchange with the API, including failed ones.
   prometheus::Histogram& api_request_duration(ApiCall kind) {
-    return *api_request_duration_[index(kind)];
+    return *api_request_duration_.at(index(kind));
   }
   // Queue latency: the row's created_at (or run_after when later) to the API's accept.
   prometheus::Histogram& insert_to_submit() { return *insert_to_submit_; }
   // Generation time as klingq sees it: accepted to a final state.
   prometheus::Histogram& submit_to_complete() { return *submit_to_complete_; }
 
-  prometheus::Counter& webhooks(WebhookResult result) { return *webhooks_[index(result)]; }
+  prometheus::Counter& webhooks(WebhookResult result) { return *webhooks_.at(index(result)); }
   prometheus::Counter& polls() { return *polls_; }
   prometheus::Gauge& instances() { return *instances_; }
   prometheus::Gauge& halted() { return *halted_; }

@@ -144,6 +144,7 @@ TEST_CASE("metrics: accessors return the same series each time") {
   CHECK(&metrics.submissions(Outcome::transient) == &metrics.submissions(Outcome::transient));
   CHECK(&metrics.submissions(Outcome::transient) != &metrics.submissions(Outcome::no_credit));
   CHECK(&metrics.limit(Window::rpm) != &metrics.remaining(Window::rpm));
-  CHECK(to_string(Window::parallel) == "parallel");
+  CHECK(std::string_view(to_string(Window::parallel)) == "parallel");
+  CHECK(std::string_view(to_string(Outcome::no_credit)) == "no_credit");
   CHECK(to_string(ApiCall::credits) == "credits");
 }
