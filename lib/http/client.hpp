@@ -22,6 +22,7 @@ struct ClientOptions {
   std::size_t max_connections = 32;           // open connections, idle or busy
   std::chrono::milliseconds timeout{30000};   // connect + write + read of one exchange
   std::size_t body_limit = 8 * 1024 * 1024;   // larger responses are an error
+  bool verify_tls = true;                     // https: check the certificate chain and host name
 };
 
 struct ClientRequest {
@@ -45,13 +46,14 @@ struct ClientResult {
   // caller must assume the server could have acted on it.
   bool maybe_delivered = false;
   ClientResponse response;
+  // From the call to its result, including any wait for a free connection.
   std::chrono::microseconds elapsed{0};
 };
 
 class Client {
  public:
   // base_url: "http://host:port[/prefix]" or "https://...". Throws std::invalid_argument
-  // on a malformed URL.
+  // on a malformed URL, max_connections == 0 or a timeout that is not positive.
   Client(boost::asio::any_io_executor executor, const std::string& base_url,
          ClientOptions options);
   ~Client();

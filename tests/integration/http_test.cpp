@@ -7,19 +7,30 @@
 // (or a generous limit passes, which fails the test), so server state is only ever
 // touched from one thread and no sleep stands in for a condition.
 #include "http/address.hpp"
+#include "http/client.hpp"
 #include "http/server.hpp"
 
 #include <doctest/doctest.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/http/error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <openssl/evp.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
 #include <chrono>
 #include <exception>
 #include <stdexcept>
@@ -29,6 +40,10 @@ namespace asio = boost::asio;
 namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
+using klingq::http::Client;
+using klingq::http::ClientOptions;
+using klingq::http::ClientRequest;
+using klingq::http::ClientResult;
 using klingq::http::Request;
 using klingq::http::Response;
 using klingq::http::Server;
@@ -77,8 +92,10 @@ asio::awaitable<bool> eventually(Condition condition, std::chrono::milliseconds 
 //   /echo        the method, target and body back, with the request's X-Test header
 //   /slow?ms=N   answers after N milliseconds (a slow upstream)
 //   /throw       the handler throws (the server must answer 500 without the text)
+//   (all also under the prefix /api, for clients whose base URL has a path)
 asio::awaitable<Response> test_handler(Request request) {
   std::string target(request.target());
+  if (target.rfind("/api/", 0) == 0) target.erase(0, 4);
   if (target.rfind("/slow", 0) == 0) {
     auto equals = target.find("ms=");
     auto milliseconds = equals == std::string::npos ? 100 : std::stoi(target.substr(equals + 3));
@@ -87,21 +104,37 @@ asio::awaitable<Response> test_handler(Request request) {
   }
   if (target == "/throw") throw std::runtime_error("secret database detail");
   auto response = klingq::http::make_response(
-      200, std::string(request.method_string()) + " " + target + " " + request.body(),
+      200, std::string(request.method_string()) + " " + std::string(request.target()) + " " + request.body(),
       "text/plain");
   response.set("X-Echo", request["X-Test"]);
+  response.set("X-Echo-Host", request[bhttp::field::host]);
+  response.set("X-Echo-Content-Type", request[bhttp::field::content_type]);
   co_return response;
 }
 
 struct TestServer {
   explicit TestServer(asio::io_context& io, ServerOptions options = {})
-      : server(io.get_executor(), options, test_handler) {
+      : server(io.get_executor(), options, [this](Request request) {
+          // What the server holds open while it handles a request: the cap's evidence.
+          peak_connections = std::max(peak_connections, server.connection_count());
+          return test_handler(std::move(request));
+        }) {
     endpoint = server.listen("127.0.0.1:0");
     server.start();
   }
+  std::string url(std::string_view prefix = "") const {
+    return "http://127.0.0.1:" + std::to_string(endpoint.port()) + std::string(prefix);
+  }
+  std::size_t peak_connections = 0;
   Server server;
   tcp::endpoint endpoint;
 };
+
+ClientRequest get(std::string target) {
+  ClientRequest request;
+  request.target = std::move(target);
+  return request;
+}
 
 // Connects a raw socket, sends bytes, and reads until the server closes; what a
 // misbehaving or minimal peer sees.
@@ -326,4 +359,358 @@ TEST_CASE("http server: beyond max_connections new sockets are closed at once") 
     co_await asio::async_read(first, asio::dynamic_buffer(first_received), as_result);
     CHECK(first_received.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
   }());
+}
+
+// ---- client ----------------------------------------------------------------------
+
+namespace {
+
+// Reads one request head from a raw socket (the client tests below send no bodies to
+// the hand-written servers).
+asio::awaitable<bool> read_request_head(tcp::socket& socket, std::string& buffer) {
+  auto [error, size] =
+      co_await asio::async_read_until(socket, asio::dynamic_buffer(buffer), "\r\n\r\n", as_result);
+  if (error) co_return false;
+  buffer.erase(0, size);
+  co_return true;
+}
+
+// A server that shows the keep-alive race on purpose: it answers the first request,
+// then reads the second and closes that connection without answering, as a server
+// whose idle timeout fires just as the request arrives. Its second connection either
+// answers (answer_second_connection) or does the same again. It counts connections.
+asio::awaitable<void> racing_server(tcp::acceptor& acceptor, int& accepted,
+                                    bool answer_second_connection) {
+  std::string buffer;
+  auto first = co_await acceptor.async_accept(asio::use_awaitable);
+  ++accepted;
+  co_await read_request_head(first, buffer);
+  std::string answer = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst";
+  co_await asio::async_write(first, asio::buffer(answer), asio::use_awaitable);
+  co_await read_request_head(first, buffer);
+  first.close();
+
+  buffer.clear();
+  auto second = co_await acceptor.async_accept(asio::use_awaitable);
+  ++accepted;
+  co_await read_request_head(second, buffer);
+  if (answer_second_connection) {
+    std::string retry_answer = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond";
+    co_await asio::async_write(second, asio::buffer(retry_answer), asio::use_awaitable);
+  } else {
+    second.close();
+  }
+  // Count any further connection: a second retry would be a bug.
+  for (;;) {
+    auto [error, socket] = co_await acceptor.async_accept(as_result);
+    if (error) co_return;
+    ++accepted;
+  }
+}
+
+// A self-signed certificate for 127.0.0.1, made in memory so the TLS tests need no
+// files and no openssl binary.
+struct SelfSigned {
+  SelfSigned() {
+    key = EVP_EC_gen("P-256");
+    certificate = X509_new();
+    X509_set_version(certificate, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(certificate), 1);
+    X509_gmtime_adj(X509_getm_notBefore(certificate), -60);
+    X509_gmtime_adj(X509_getm_notAfter(certificate), 3600);
+    X509_set_pubkey(certificate, key);
+    auto* name = X509_get_subject_name(certificate);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                               reinterpret_cast<const unsigned char*>("127.0.0.1"), -1, -1, 0);
+    X509_set_issuer_name(certificate, name);
+    X509V3_CTX context;
+    X509V3_set_ctx_nodb(&context);
+    X509V3_set_ctx(&context, certificate, certificate, nullptr, nullptr, 0);
+    auto* alternative_name =
+        X509V3_EXT_conf_nid(nullptr, &context, NID_subject_alt_name, "IP:127.0.0.1");
+    X509_add_ext(certificate, alternative_name, -1);
+    X509_EXTENSION_free(alternative_name);
+    X509_sign(certificate, key, EVP_sha256());
+  }
+  ~SelfSigned() {
+    X509_free(certificate);
+    EVP_PKEY_free(key);
+  }
+  EVP_PKEY* key = nullptr;
+  X509* certificate = nullptr;
+};
+
+// A minimal HTTPS server: handshake, then answer every request with "tls ok".
+asio::awaitable<void> serve_tls(tcp::socket socket, asio::ssl::context& context) {
+  asio::ssl::stream<tcp::socket> stream(std::move(socket), context);
+  auto [handshake_error] = co_await stream.async_handshake(asio::ssl::stream_base::server, as_result);
+  if (handshake_error) co_return;  // the verifying client refused our certificate
+  std::string buffer;
+  for (;;) {
+    auto [read_error, size] =
+        co_await asio::async_read_until(stream, asio::dynamic_buffer(buffer), "\r\n\r\n", as_result);
+    if (read_error) co_return;
+    buffer.erase(0, size);
+    std::string answer = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\ntls ok";
+    co_await asio::async_write(stream, asio::buffer(answer), as_result);
+  }
+}
+
+asio::awaitable<void> tls_server(tcp::acceptor& acceptor, asio::ssl::context& context) {
+  for (;;) {
+    auto [accept_error, socket] = co_await acceptor.async_accept(as_result);
+    if (accept_error) co_return;
+    asio::co_spawn(acceptor.get_executor(), serve_tls(std::move(socket), context), asio::detached);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("http client: GET and POST round trips with prefix, headers and body") {
+  asio::io_context io;
+  TestServer test_server(io);
+  Client client(io.get_executor(), test_server.url("/api/"), {});
+  run_test(io, [&]() -> asio::awaitable<void> {
+    auto request = get("/echo?x=1");
+    request.headers = {{"X-Test", "get-header"}};
+    auto got = co_await client.request(request);
+    CHECK_FALSE(got.error);
+    CHECK(got.maybe_delivered);
+    CHECK(got.response.status == 200);
+    CHECK(got.response.body == "GET /api/echo?x=1 ");
+    CHECK(got.response.headers["X-Echo"] == "get-header");
+    CHECK(got.response.headers["X-Echo-Host"] == "127.0.0.1:" + std::to_string(test_server.endpoint.port()));
+    // No Content-Type unless the caller passes one.
+    CHECK(got.response.headers["X-Echo-Content-Type"] == "");
+    CHECK(got.elapsed > std::chrono::microseconds::zero());
+
+    ClientRequest post;
+    post.method = bhttp::verb::post;
+    post.target = "/echo";
+    post.headers = {{"Content-Type", "application/json"}, {"X-Test", "post-header"}};
+    post.body = R"({"prompt":"a cat"})";
+    auto posted = co_await client.request(post);
+    CHECK_FALSE(posted.error);
+    CHECK(posted.response.status == 200);
+    CHECK(posted.response.body == R"(POST /api/echo {"prompt":"a cat"})");
+    CHECK(posted.response.headers["X-Echo"] == "post-header");
+    CHECK(posted.response.headers["X-Echo-Content-Type"] == "application/json");
+
+    // A status the server chose is a complete response, not an error.
+    auto failed = co_await client.request(get("/throw"));
+    CHECK_FALSE(failed.error);
+    CHECK(failed.response.status == 500);
+    CHECK(failed.response.body == R"({"error":"internal"})");
+  }());
+  CHECK(test_server.server.accepted_total() == 1);
+}
+
+TEST_CASE("http client: sequential requests reuse one keep-alive connection") {
+  asio::io_context io;
+  TestServer test_server(io);
+  Client client(io.get_executor(), test_server.url(), {});
+  run_test(io, [&]() -> asio::awaitable<void> {
+    for (int i = 0; i < 20; ++i) {
+      auto result = co_await client.request(get("/echo"));
+      CHECK_FALSE(result.error);
+      CHECK(result.response.status == 200);
+    }
+  }());
+  CHECK(test_server.server.accepted_total() == 1);
+}
+
+TEST_CASE("http client: 50 concurrent requests share max_connections=4") {
+  asio::io_context io;
+  TestServer test_server(io);
+  ClientOptions options;
+  options.max_connections = 4;
+  Client client(io.get_executor(), test_server.url(), options);
+  int succeeded = 0;
+  int finished = 0;
+  run_test(io, [&]() -> asio::awaitable<void> {
+    auto executor = co_await asio::this_coro::executor;
+    for (int i = 0; i < 50; ++i) {
+      asio::co_spawn(executor, [&]() -> asio::awaitable<void> {
+        auto result = co_await client.request(get("/slow?ms=10"));
+        if (!result.error && result.response.status == 200) ++succeeded;
+        ++finished;
+      }, asio::detached);
+    }
+    CHECK(co_await eventually([&] { return finished == 50; }, 3000ms));
+  }());
+  CHECK(succeeded == 50);
+  CHECK(test_server.peak_connections >= 1);
+  CHECK(test_server.peak_connections <= 4);
+  CHECK(test_server.server.accepted_total() <= 4);
+}
+
+TEST_CASE("http client: the deadline ends a slow exchange as a timeout that may have been delivered") {
+  asio::io_context io;
+  TestServer test_server(io);
+  ClientOptions options;
+  options.timeout = 200ms;
+  Client client(io.get_executor(), test_server.url(), options);
+  run_test(io, [&]() -> asio::awaitable<void> {
+    auto result = co_await client.request(get("/slow?ms=3000"));
+    CHECK(result.error == boost::beast::error::timeout);
+    CHECK(result.maybe_delivered);
+    CHECK(result.elapsed >= 200ms);
+    CHECK(result.elapsed < 500ms);
+    // The timed-out connection is not reused; the next request opens a fresh one.
+    auto next = co_await client.request(get("/echo"));
+    CHECK_FALSE(next.error);
+    CHECK(next.response.status == 200);
+  }());
+  CHECK(test_server.server.accepted_total() == 2);
+}
+
+TEST_CASE("http client: a response over body_limit is an error") {
+  asio::io_context io;
+  TestServer test_server(io);
+  ClientOptions options;
+  options.body_limit = 100;
+  Client client(io.get_executor(), test_server.url(), options);
+  run_test(io, [&]() -> asio::awaitable<void> {
+    ClientRequest request;
+    request.method = bhttp::verb::post;
+    request.target = "/echo";
+    request.body = std::string(1000, 'z');  // echoed back, ten times the limit
+    auto result = co_await client.request(request);
+    CHECK(result.error == bhttp::error::body_limit);
+    CHECK(result.maybe_delivered);
+    auto small = co_await client.request(get("/echo"));
+    CHECK_FALSE(small.error);
+  }());
+}
+
+TEST_CASE("http client: a pooled connection the server closed at idle_timeout is replaced") {
+  asio::io_context io;
+  ServerOptions server_options;
+  server_options.idle_timeout = 50ms;
+  TestServer test_server(io, server_options);
+  Client client(io.get_executor(), test_server.url(), {});
+  run_test(io, [&]() -> asio::awaitable<void> {
+    auto first = co_await client.request(get("/echo"));
+    CHECK_FALSE(first.error);
+    CHECK(co_await eventually([&] { return test_server.server.connection_count() == 0; }));
+    auto second = co_await client.request(get("/echo"));
+    CHECK_FALSE(second.error);
+    CHECK(second.response.status == 200);
+  }());
+  CHECK(test_server.server.accepted_total() == 2);
+}
+
+TEST_CASE("http client: a reused connection closed before any response byte is retried once") {
+  asio::io_context io;
+  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  auto url = "http://127.0.0.1:" + std::to_string(acceptor.local_endpoint().port());
+  int accepted = 0;
+
+  SUBCASE("the retry on a fresh connection succeeds") {
+    asio::co_spawn(io, racing_server(acceptor, accepted, true), asio::detached);
+    Client client(io.get_executor(), url, {});
+    run_test(io, [&]() -> asio::awaitable<void> {
+      auto first = co_await client.request(get("/one"));
+      CHECK(first.response.body == "first");
+      auto second = co_await client.request(get("/two"));
+      CHECK_FALSE(second.error);
+      CHECK(second.response.body == "second");
+    }());
+    CHECK(accepted == 2);
+  }
+  SUBCASE("a fresh connection that fails the same way is not retried again") {
+    asio::co_spawn(io, racing_server(acceptor, accepted, false), asio::detached);
+    Client client(io.get_executor(), url, {});
+    run_test(io, [&]() -> asio::awaitable<void> {
+      auto first = co_await client.request(get("/one"));
+      CHECK(first.response.body == "first");
+      auto second = co_await client.request(get("/two"));
+      CHECK(second.error == bhttp::error::end_of_stream);
+      CHECK(second.maybe_delivered);
+    }());
+    CHECK(accepted == 2);
+  }
+}
+
+TEST_CASE("http client: connection refused is an error that was not delivered") {
+  asio::io_context io;
+  unsigned short port = 0;
+  {
+    // A port that was free a moment ago and has no listener now.
+    tcp::acceptor probe(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    port = probe.local_endpoint().port();
+  }
+  Client client(io.get_executor(), "http://127.0.0.1:" + std::to_string(port), {});
+  run_test(io, [&]() -> asio::awaitable<void> {
+    auto result = co_await client.request(get("/"));
+    CHECK(result.error == asio::error::connection_refused);
+    CHECK_FALSE(result.maybe_delivered);
+  }());
+}
+
+TEST_CASE("http client: close_idle closes pooled connections") {
+  asio::io_context io;
+  TestServer test_server(io);
+  Client client(io.get_executor(), test_server.url(), {});
+  run_test(io, [&]() -> asio::awaitable<void> {
+    auto result = co_await client.request(get("/echo"));
+    CHECK_FALSE(result.error);
+    CHECK(test_server.server.connection_count() == 1);
+    client.close_idle();
+    CHECK(co_await eventually([&] { return test_server.server.connection_count() == 0; }));
+    // The client still works afterwards, on a new connection.
+    auto again = co_await client.request(get("/echo"));
+    CHECK_FALSE(again.error);
+  }());
+  CHECK(test_server.server.accepted_total() == 2);
+}
+
+TEST_CASE("http client: https with SNI, certificate verification, and reuse") {
+  asio::io_context io;
+  SelfSigned self_signed;
+  asio::ssl::context server_context(asio::ssl::context::tls_server);
+  REQUIRE(SSL_CTX_use_certificate(server_context.native_handle(), self_signed.certificate) == 1);
+  REQUIRE(SSL_CTX_use_PrivateKey(server_context.native_handle(), self_signed.key) == 1);
+  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  auto url = "https://127.0.0.1:" + std::to_string(acceptor.local_endpoint().port());
+  asio::co_spawn(io, tls_server(acceptor, server_context), asio::detached);
+
+  ClientOptions trusting;
+  trusting.verify_tls = false;
+  Client unverified(io.get_executor(), url, trusting);
+  Client verified(io.get_executor(), url, {});
+  run_test(io, [&]() -> asio::awaitable<void> {
+    for (int i = 0; i < 3; ++i) {
+      auto result = co_await unverified.request(get("/"));
+      CHECK_FALSE(result.error);
+      CHECK(result.response.body == "tls ok");
+    }
+    // A self-signed certificate is not in the system's trust store.
+    auto refused = co_await verified.request(get("/"));
+    CHECK(refused.error);
+    CHECK(refused.error.category() == asio::error::get_ssl_category());
+    CHECK_FALSE(refused.maybe_delivered);
+  }());
+}
+
+TEST_CASE("http client: https to a plain HTTP server fails before sending") {
+  asio::io_context io;
+  TestServer test_server(io);
+  ClientOptions options;
+  options.timeout = 1000ms;
+  Client client(io.get_executor(), "https://127.0.0.1:" + std::to_string(test_server.endpoint.port()), options);
+  run_test(io, [&]() -> asio::awaitable<void> {
+    auto result = co_await client.request(get("/"));
+    CHECK(result.error);
+    CHECK_FALSE(result.maybe_delivered);
+  }());
+}
+
+TEST_CASE("http client: bad options and URLs are refused at construction") {
+  asio::io_context io;
+  CHECK_THROWS_AS(Client(io.get_executor(), "localhost:80", {}), std::invalid_argument);
+  ClientOptions no_connections;
+  no_connections.max_connections = 0;
+  CHECK_THROWS_AS(Client(io.get_executor(), "http://localhost", no_connections),
+                  std::invalid_argument);
 }
