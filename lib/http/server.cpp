@@ -246,6 +246,14 @@ asio::awaitable<void> serve_connection(std::shared_ptr<ServerState> state,
     bool keep_alive = request.keep_alive();
     unsigned version = request.version();
     Response response = co_await call_handler(*state, std::move(request));
+    if (response.find(close_without_response_header) != response.end()) {
+      // Fault injection for klingq-sim (connection reset before/after acting on the
+      // request): drop the connection with an RST and write nothing.
+      state->set_busy(id, false);
+      error_code ignored;
+      stream->socket().set_option(asio::socket_base::linger(true, 0), ignored);
+      break;
+    }
     response.version(version);
     // A stopping server finishes this response and then closes, telling the client so.
     response.keep_alive(keep_alive && !state->stopping);

@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace klingq::http {
 
@@ -23,6 +24,10 @@ using Response = boost::beast::http::response<boost::beast::http::string_body>;
 // The application's side: gets a complete request, returns the response. Runs on the
 // server's executor; keep-alive and Content-Length are handled by the server.
 using Handler = std::function<boost::asio::awaitable<Response>(Request)>;
+
+// A handler that sets this header on its Response gets the connection reset (RST)
+// instead of the response written: klingq-sim's "connection reset" faults use it.
+inline constexpr std::string_view close_without_response_header = "X-Close-Without-Response";
 
 struct ServerOptions {
   std::size_t body_limit = 1024 * 1024;            // larger bodies get 413

@@ -107,7 +107,7 @@ void Settings::validate() const {
   check_rate(faults.bare_429, "fault-429-bare");
   double sum = faults.server_error + faults.unavailable + faults.slow + faults.reset_before +
                faults.reset_after + faults.malformed + faults.bare_429;
-  if (sum > 1.0 + 1e-9) throw std::invalid_argument("the fault rates must add up to at most 1");
+  if (sum > 1.0 + 1e-9) throw std::invalid_argument("fault-* rates must add up to at most 1");
   if (faults.slow_ms < 0) throw std::invalid_argument("slow-ms must be >= 0");
   check_rate(webhook_faults.drop, "webhook-drop");
   check_rate(webhook_faults.duplicate, "webhook-duplicate");
