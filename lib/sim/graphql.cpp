@@ -248,7 +248,10 @@ struct Value {
   std::string variable;  // kind == variable
   json::value scalar;    // kind == scalar: null, bool, number, string (enums as strings)
   std::vector<Value> items;                           // kind == list
-  std::vector<std::pair<std::string, Value>> members;  // kind == object
+  // kind == object; names and values side by side, because a pair of an incomplete
+  // type does not compile with clang and libstdc++.
+  std::vector<std::string> member_names;
+  std::vector<Value> member_values;
 };
 
 struct Directive {
@@ -422,7 +425,8 @@ class Parser {
       while (!is_punct("}")) {
         auto name = expect_name();
         expect_punct(":");
-        v.members.emplace_back(std::move(name), value(is_const, depth + 1));
+        v.member_names.push_back(std::move(name));
+        v.member_values.push_back(value(is_const, depth + 1));
       }
       advance();
       return v;
@@ -549,7 +553,7 @@ class Resolver {
       }
       case Value::Kind::object: {
         json::object o;
-        for (const auto& [name, member] : v.members) o[name] = value(member);
+        for (std::size_t i = 0; i < v.member_names.size(); ++i) o[v.member_names[i]] = value(v.member_values[i]);
         return o;
       }
     }

@@ -1,11 +1,10 @@
 // klingq-sim's I/O around the sans-io Api: see server.hpp. The only simulator file that
 // includes Beast's I/O headers (each such file costs ~12 s to compile).
 //
-// Webhooks go out through a minimal one-shot HTTP/1.1 POST (one connection per
-// delivery, plain http only): the simulator posts to test receivers on 127.0.0.1, and
-// keeping this here spares lib/sim a dependency on the API client's pool.
+// Webhooks go out through klingq::http::Client, one keep-alive pool per receiver origin.
 #include "sim/server.hpp"
 
+#include "http/client.hpp"
 #include "http/server.hpp"
 #include "sim/api.hpp"
 #include "util/log.hpp"
@@ -15,19 +14,14 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/string_body.hpp>
-#include <boost/beast/http/write.hpp>
 
 #include <chrono>
 #include <exception>
+#include <unordered_map>
 
 namespace klingq::sim {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
@@ -46,70 +40,25 @@ constexpr auto webhook_timeout = 5s;
 // A reordered webhook waits for the next delivery at most this long.
 constexpr auto max_reorder_hold = 1s;
 
+// A webhook URL split into the client's base URL (scheme and authority) and the request
+// target (path and query); nullopt when it is not http(s).
 struct WebhookTarget {
-  std::string host;
-  std::string port;
-  std::string host_header;
-  std::string target;  // path and query
+  std::string origin;
+  std::string target;
 };
 
-// "http://host[:port][/path][?query]" → parts; nullopt for anything else (https too:
-// this one-shot client speaks plain HTTP only).
-std::optional<WebhookTarget> parse_webhook_url(std::string_view url) {
-  constexpr std::string_view scheme = "http://";
-  if (!url.starts_with(scheme)) return std::nullopt;
-  auto rest = url.substr(scheme.size());
-  auto slash = rest.find_first_of("/?");
-  auto authority = rest.substr(0, slash);
+std::optional<WebhookTarget> split_webhook_url(std::string_view url) {
+  auto scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) return std::nullopt;
+  auto scheme = url.substr(0, scheme_end);
+  if (scheme != "http" && scheme != "https") return std::nullopt;
+  auto path_start = url.find_first_of("/?#", scheme_end + 3);
   WebhookTarget t;
-  t.target = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
-  if (t.target.front() == '?') t.target.insert(0, "/");
-  t.host_header = std::string(authority);
-  if (authority.starts_with("[")) {
-    auto close = authority.find(']');
-    if (close == std::string_view::npos) return std::nullopt;
-    t.host = std::string(authority.substr(1, close - 1));
-    auto after = authority.substr(close + 1);
-    t.port = after.starts_with(":") ? std::string(after.substr(1)) : "80";
-  } else {
-    auto colon = authority.rfind(':');
-    t.host = std::string(authority.substr(0, colon));
-    t.port = colon == std::string_view::npos ? "80" : std::string(authority.substr(colon + 1));
-  }
-  if (t.host.empty() || t.port.empty()) return std::nullopt;
+  t.origin = std::string(url.substr(0, path_start));
+  t.target = path_start == std::string_view::npos ? "/" : std::string(url.substr(path_start));
+  if (auto fragment = t.target.find('#'); fragment != std::string::npos) t.target.erase(fragment);
+  if (t.target.empty() || t.target.front() != '/') t.target.insert(0, "/");
   return t;
-}
-
-// One POST; the error, else the response status.
-asio::awaitable<std::pair<boost::system::error_code, unsigned>> post_once(asio::any_io_executor executor,
-                                                                          const WebhookTarget& target,
-                                                                          const WebhookDelivery& delivery) {
-  tcp::resolver resolver(executor);
-  auto [resolve_error, endpoints] =
-      co_await resolver.async_resolve(target.host, target.port, tcp::resolver::numeric_service, as_result);
-  if (resolve_error) co_return std::pair{resolve_error, 0u};
-  beast::tcp_stream stream(executor);
-  stream.expires_after(webhook_timeout);
-  auto [connect_error, endpoint] = co_await stream.async_connect(endpoints, as_result);
-  if (connect_error) co_return std::pair{connect_error, 0u};
-  bhttp::request<bhttp::string_body> request{bhttp::verb::post, target.target, 11};
-  request.set(bhttp::field::host, target.host_header);
-  request.set(bhttp::field::user_agent, "klingq-sim");
-  request.set(bhttp::field::content_type, "application/json");
-  request.set("X-Doitong-Signature", delivery.signature);
-  request.keep_alive(false);
-  request.body() = delivery.body;
-  request.prepare_payload();
-  auto [write_error, written] = co_await bhttp::async_write(stream, request, as_result);
-  if (write_error) co_return std::pair{write_error, 0u};
-  beast::flat_buffer buffer;
-  bhttp::response_parser<bhttp::string_body> parser;
-  parser.body_limit(64 * 1024);
-  auto [read_error, read] = co_await bhttp::async_read(stream, buffer, parser, as_result);
-  boost::system::error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-  if (read_error) co_return std::pair{read_error, 0u};
-  co_return std::pair{boost::system::error_code{}, parser.get().result_int()};
 }
 
 void log_failure(std::exception_ptr failure, const char* event) {
@@ -137,6 +86,8 @@ struct Simulator::State : std::enable_shared_from_this<Simulator::State> {
   bool stopping = false;
   int deliveries_in_flight = 0;
   std::vector<WebhookDelivery> held;     // reordered deliveries waiting for the next one
+  // One client (keep-alive pool) per receiver origin, created on first use.
+  std::unordered_map<std::string, std::unique_ptr<http::Client>> webhook_clients;
   std::chrono::steady_clock::time_point held_since;
 
   asio::awaitable<http::Response> handle(http::Request request) {
@@ -193,10 +144,11 @@ struct Simulator::State : std::enable_shared_from_this<Simulator::State> {
       ~Done() { --state.deliveries_in_flight; }
     } done{*self};
     auto& stats = self->api.account().stats();
-    auto target = parse_webhook_url(d.url);
-    if (!target) {
+    auto target = split_webhook_url(d.url);
+    http::Client* client = target ? self->client_for(target->origin) : nullptr;
+    if (!client) {
       ++stats.webhooks_failed;
-      log::warning("sim_webhook_unsupported", {{"job", d.job_id}, {"reason", "only http:// URLs are delivered"}});
+      log::warning("sim_webhook_bad_url", {{"job", d.job_id}});
       co_return;
     }
     asio::steady_timer wait(self->executor);
@@ -209,7 +161,14 @@ struct Simulator::State : std::enable_shared_from_this<Simulator::State> {
       for (int attempt = 1;; ++attempt) {
         if (self->stopping) co_return;
         ++stats.webhooks_attempts;
-        auto [error, status] = co_await post_once(self->executor, *target, d);
+        http::ClientRequest post;
+        post.method = bhttp::verb::post;
+        post.target = target->target;
+        post.headers = {{"Content-Type", "application/json"}, {"X-Doitong-Signature", d.signature}};
+        post.body = d.body;
+        auto result = co_await client->request(std::move(post));
+        auto error = result.error;
+        auto status = result.response.status;
         if (!error && status >= 200 && status < 300) {
           ++stats.webhooks_delivered;
           break;
@@ -225,6 +184,23 @@ struct Simulator::State : std::enable_shared_from_this<Simulator::State> {
         co_await wait.async_wait(as_result);
       }
     }
+  }
+
+  http::Client* client_for(const std::string& origin) {
+    auto& client = webhook_clients[origin];
+    if (!client) {
+      try {
+        http::ClientOptions options;
+        options.max_connections = 8;
+        options.timeout = webhook_timeout;
+        options.body_limit = 64 * 1024;
+        client = std::make_unique<http::Client>(executor, origin, options);
+      } catch (const std::invalid_argument&) {
+        webhook_clients.erase(origin);
+        return nullptr;
+      }
+    }
+    return client.get();
   }
 
   static asio::awaitable<void> job_timer(std::shared_ptr<State> self) {
@@ -274,6 +250,7 @@ void Simulator::stop() {
     state->stopping = true;
     state->server->stop();
     state->timer.cancel();
+    for (auto& [origin, client] : state->webhook_clients) client->close_idle();
   });
 }
 

@@ -136,6 +136,8 @@ void Account::reset(Settings settings, TimePoint now) {
   job_order_.clear();
   processing_.clear();
   finished_.clear();
+  completed_ = 0;
+  failed_ = 0;
   keys_.clear();
   charges_by_key_.clear();
   stats_ = Stats{};
@@ -168,11 +170,13 @@ void Account::advance(TimePoint now) {
     job.completed_at = job.due_at;
     if (job.will_fail) {
       job.status = JobStatus::failed;
+      ++failed_;
       balance_ += job.credit_cost;
       stats_.credits_refunded += job.credit_cost;
       stats_.credits_spent -= job.credit_cost;
     } else {
       job.status = JobStatus::completed;
+      ++completed_;
       job.url = "https://cdn.doitong.com/outputs/" + job.id + ".mp4";
     }
     finished_.push_back(job.id);
@@ -388,10 +392,12 @@ WebhookFaults Account::draw_webhook_faults() {
 }
 
 std::int64_t Account::jobs_with(JobStatus status) const {
-  if (status == JobStatus::processing) return static_cast<std::int64_t>(processing_.size());
-  std::int64_t n = 0;
-  for (const auto& [id, job] : jobs_) n += job.status == status;
-  return n;
+  switch (status) {
+    case JobStatus::processing: return static_cast<std::int64_t>(processing_.size());
+    case JobStatus::completed: return completed_;
+    case JobStatus::failed: return failed_;
+  }
+  return 0;
 }
 
 }  // namespace klingq::sim

@@ -230,6 +230,8 @@ class Account {
   std::vector<std::string> job_order_;
   std::set<std::pair<TimePoint, std::string>> processing_;  // by due time
   std::vector<std::string> finished_;  // terminal since the last take_finished()
+  std::int64_t completed_ = 0;         // jobs by terminal status (stats are polled often)
+  std::int64_t failed_ = 0;
   std::unordered_map<std::string, KeyEntry> keys_;
   std::unordered_map<std::string, std::int64_t> charges_by_key_;  // never expires
   Stats stats_;
