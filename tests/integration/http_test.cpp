@@ -269,7 +269,7 @@ TEST_CASE("http server: a body over body_limit gets 413 and the connection close
 TEST_CASE("http server: a slow-header client is cut off at read_timeout while others are served") {
   asio::io_context io;
   ServerOptions options;
-  options.read_timeout = 300ms;
+  options.read_timeout = 500ms;
   TestServer test_server(io, options);
   run_test(io, [&]() -> asio::awaitable<void> {
     auto executor = co_await asio::this_coro::executor;
@@ -284,15 +284,15 @@ TEST_CASE("http server: a slow-header client is cut off at read_timeout while ot
                                        "GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     auto answered = std::chrono::steady_clock::now() - started;
     CHECK(reply.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
-    CHECK(answered < 300ms);
+    CHECK(answered < options.read_timeout);  // before the slow one could have been cut off
 
     std::string received;
     auto [error, size] = co_await asio::async_read(slow, asio::dynamic_buffer(received), as_result);
     auto closed = std::chrono::steady_clock::now() - started;
     CHECK(error == asio::error::eof);
     CHECK(received.empty());
-    CHECK(closed >= 300ms);
-    CHECK(closed < 1500ms);
+    CHECK(closed >= options.read_timeout);
+    CHECK(closed < options.read_timeout + 1500ms);
   }());
   CHECK(test_server.server.connection_count() == 0);
 }
@@ -317,7 +317,8 @@ TEST_CASE("http server: stop() closes idle connections, finishes busy ones, and 
     auto [idle_error, idle_size] =
         co_await asio::async_read(idle, asio::dynamic_buffer(idle_received), as_result);
     CHECK(idle_error == asio::error::eof);
-    CHECK(std::chrono::steady_clock::now() - started < 150ms);
+    // Far below the 10 s read_timeout: it was stop() that closed it.
+    CHECK(std::chrono::steady_clock::now() - started < 1000ms);
 
     // The busy request still gets its answer, marked as the connection's last.
     std::string busy_received;
@@ -456,10 +457,12 @@ asio::awaitable<void> serve_tls(tcp::socket socket, asio::ssl::context& context)
   }
 }
 
-asio::awaitable<void> tls_server(tcp::acceptor& acceptor, asio::ssl::context& context) {
+asio::awaitable<void> tls_server(tcp::acceptor& acceptor, asio::ssl::context& context,
+                                 int& accepted) {
   for (;;) {
     auto [accept_error, socket] = co_await acceptor.async_accept(as_result);
     if (accept_error) co_return;
+    ++accepted;
     asio::co_spawn(acceptor.get_executor(), serve_tls(std::move(socket), context), asio::detached);
   }
 }
@@ -555,7 +558,7 @@ TEST_CASE("http client: the deadline ends a slow exchange as a timeout that may 
     CHECK(result.error == boost::beast::error::timeout);
     CHECK(result.maybe_delivered);
     CHECK(result.elapsed >= 200ms);
-    CHECK(result.elapsed < 500ms);
+    CHECK(result.elapsed < 1000ms);  // slack for a loaded machine, far below the handler's 3 s
     // The timed-out connection is not reused; the next request opens a fresh one.
     auto next = co_await client.request(get("/echo"));
     CHECK_FALSE(next.error);
@@ -673,7 +676,8 @@ TEST_CASE("http client: https with SNI, certificate verification, and reuse") {
   REQUIRE(SSL_CTX_use_PrivateKey(server_context.native_handle(), self_signed.key) == 1);
   tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
   auto url = "https://127.0.0.1:" + std::to_string(acceptor.local_endpoint().port());
-  asio::co_spawn(io, tls_server(acceptor, server_context), asio::detached);
+  int accepted = 0;
+  asio::co_spawn(io, tls_server(acceptor, server_context, accepted), asio::detached);
 
   ClientOptions trusting;
   trusting.verify_tls = false;
@@ -691,6 +695,7 @@ TEST_CASE("http client: https with SNI, certificate verification, and reuse") {
     CHECK(refused.error.category() == asio::error::get_ssl_category());
     CHECK_FALSE(refused.maybe_delivered);
   }());
+  CHECK(accepted == 2);  // three requests on one TLS connection, one refused connection
 }
 
 TEST_CASE("http client: https to a plain HTTP server fails before sending") {
