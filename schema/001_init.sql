@@ -39,7 +39,7 @@ CREATE TABLE klingq.jobs (
   completed_at     timestamptz,
   updated_at       timestamptz NOT NULL DEFAULT now(),
 
-  CONSTRAINT jobs_prompt_not_blank CHECK (btrim(prompt, E' \t\r\n') <> ''),
+  CONSTRAINT jobs_prompt_not_blank CHECK (btrim(prompt, E' \t\r\n\f' || chr(11)) <> ''),
   CONSTRAINT jobs_prompt_max_2500_chars CHECK (char_length(prompt) <= 2500),
   CONSTRAINT jobs_duration_5_or_10 CHECK (duration IN (5, 10)),
   CONSTRAINT jobs_aspect_ratio_valid CHECK (aspect_ratio IN ('16:9', '9:16', '1:1')),

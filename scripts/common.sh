@@ -5,7 +5,7 @@ set -euo pipefail
 KLINGQ_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 KLINGQ_PACKAGES=(build-essential cmake ninja-build pkg-config ccache
   libboost1.81-dev libboost-json1.81-dev libpqxx-dev libyaml-cpp-dev doctest-dev
-  libssl-dev libpq-dev prometheus-cpp-dev postgresql wrk systemd)
+  libssl-dev libpq-dev prometheus-cpp-dev postgresql wrk systemd clang-14 python3)
 
 install_dependencies() {
   local missing=()
@@ -24,6 +24,10 @@ install_dependencies() {
 # build BUILD_DIR [extra cmake args...]
 build() {
   local dir=$1; shift
-  cmake -S "$KLINGQ_ROOT" -B "$dir" -G Ninja "$@" >/dev/null
+  # clang: GCC 12 miscompiles coroutines (see CMakeLists.txt).
+  if [ -f "$dir/CMakeCache.txt" ] && ! grep -q "CMAKE_CXX_COMPILER:.*clang" "$dir/CMakeCache.txt"; then
+    rm -rf "$dir"
+  fi
+  CXX=clang++-14 cmake -S "$KLINGQ_ROOT" -B "$dir" -G Ninja "$@" >/dev/null
   cmake --build "$dir"
 }

@@ -24,14 +24,15 @@ class Pool {
   Pool(std::string url, int size);
   ~Pool();
 
+  // Not itself a coroutine: GCC 12 destroys by-value coroutine parameters holding
+  // lambdas twice, so the function travels in a shared_ptr owned by co_spawn's frame.
   template <typename Function>
   auto run(Function function) -> boost::asio::awaitable<std::invoke_result_t<Function, pqxx::connection&>> {
     using Result = std::invoke_result_t<Function, pqxx::connection&>;
-    co_return co_await boost::asio::co_spawn(
+    auto shared = std::make_shared<Function>(std::move(function));
+    return boost::asio::co_spawn(
         threads_.get_executor(),
-        [this, function = std::move(function)]() mutable -> boost::asio::awaitable<Result> {
-          co_return call(function);
-        },
+        [this, shared]() -> boost::asio::awaitable<Result> { co_return call(*shared); },
         boost::asio::use_awaitable);
   }
 

@@ -54,11 +54,11 @@ WHERE state = 'dispatching' AND lease_expires_at < now())";
 
 // Two statements so each uses its partial index (a state IN (...) would not).
 constexpr const char* jobs_count_dispatching = "SELECT count(*), coalesce(sum(" KLINGQ_COST_CASE(
-    "$1", "$2", "$3", "$4") "), 0) FROM klingq.jobs WHERE state = 'dispatching'";
+    "$1::bigint", "$2::bigint", "$3::bigint", "$4::bigint") "), 0) FROM klingq.jobs WHERE state = 'dispatching'";
 constexpr const char* jobs_count_submitted = "SELECT count(*) FROM klingq.jobs WHERE state = 'submitted'";
 
 constexpr const char* jobs_claim_candidates = "SELECT id, " KLINGQ_COST_CASE(
-    "$2", "$3", "$4", "$5") ", klingq.epoch_ms(run_after) FROM klingq.jobs "
+    "$2::bigint", "$3::bigint", "$4::bigint", "$5::bigint") ", klingq.epoch_ms(run_after) FROM klingq.jobs "
     "WHERE state = 'queued' AND run_after <= now() "
     "ORDER BY priority DESC, run_after, id LIMIT $1 FOR UPDATE SKIP LOCKED";
 

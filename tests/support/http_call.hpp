@@ -1,0 +1,19 @@
+// A blocking HTTP/1.1 exchange over a plain socket for tests that inspect klingq-sim's
+// /_sim endpoints or klingqd's /metrics: no Beast, no keep-alive, a deadline.
+#pragma once
+
+#include <string>
+
+namespace klingq::testing {
+
+struct HttpReply {
+  int status = 0;  // 0 when the exchange failed
+  std::string headers;
+  std::string body;
+};
+
+// address: "127.0.0.1:PORT". method GET or POST; body sent as application/json.
+HttpReply http_call(const std::string& address, const std::string& method, const std::string& target,
+                    const std::string& body = "", const std::string& extra_headers = "");
+
+}  // namespace klingq::testing
