@@ -1,0 +1,121 @@
+// Entry point of the CLI: parses the command line, finds the database and the cost
+// table, runs the command and maps failures to the documented exit codes.
+#include "cli/cli.hpp"
+
+#include "cli/context.hpp"
+#include "db/migrations.hpp"
+
+#include <pqxx/pqxx>
+
+#include <cstdlib>
+#include <ostream>
+
+namespace klingq::cli {
+namespace {
+
+struct Entry {
+  const char* name;
+  Command command;
+};
+constexpr Entry entries[] = {
+    {"migrate", run_migrate}, {"submit", run_submit}, {"status", run_status},
+    {"jobs", run_jobs},       {"cancel", run_cancel}, {"retry", run_retry},
+    {"pause", run_pause},     {"resume", run_resume}, {"limits", run_limits},
+    {"estimate", run_estimate},
+};
+
+}  // namespace
+
+std::unique_ptr<pqxx::connection> Context::connect(bool check_schema) const {
+  if (database_url.empty()) {
+    throw UsageError("no database: pass --database URL, set $KLINGQ_DATABASE_URL or --config FILE");
+  }
+  auto connection = std::make_unique<pqxx::connection>(database_url);
+  // Time stamps print as "... +00", turned into ISO 8601 by iso_time().
+  connection->set_variable("TimeZone", "'UTC'");
+  if (check_schema) db::require_current_schema(*connection);
+  return connection;
+}
+
+int run(const std::vector<std::string>& argument_list, std::ostream& out, std::ostream& err,
+        Terminal terminal) {
+  Arguments arguments;
+  try {
+    arguments = parse_arguments(argument_list);
+  } catch (const UsageError& e) {
+    err << "klingq: " << e.what() << "\n\n" << general_help();
+    return exit_usage;
+  }
+  if (arguments.command.empty()) {
+    if (arguments.help) {
+      out << general_help();
+      return exit_ok;
+    }
+    err << general_help();
+    return exit_usage;
+  }
+  if (arguments.help) {
+    out << command_help(*find_command(arguments.command));
+    return exit_ok;
+  }
+
+  Context context{arguments, out, err, terminal, {}, {}, 0};
+  if (auto url = arguments.value("--database")) context.database_url = *url;
+  if (context.database_url.empty()) {
+    if (const char* env = std::getenv("KLINGQ_DATABASE_URL"); env && *env) {
+      context.database_url = env;
+    }
+  }
+  if (auto path = arguments.value("--config")) {
+    try {
+      auto loaded = config::load(*path);
+      if (context.database_url.empty()) context.database_url = loaded.database.url;
+      context.cost = loaded.credits.cost;
+      context.credit_reserve = loaded.credits.reserve;
+    } catch (const std::exception& e) {
+      err << "klingq: " << *path << ": " << e.what() << "\n";
+      return exit_usage;
+    }
+  }
+
+  try {
+    for (const auto& entry : entries) {
+      if (arguments.command == entry.name) return entry.command(context);
+    }
+    err << "klingq: command '" << arguments.command << "' is not implemented\n";
+    return exit_failed;
+  } catch (const UsageError& e) {
+    err << "klingq " << arguments.command << ": " << e.what() << "\n"
+        << "see `klingq " << arguments.command << " --help`\n";
+    return exit_usage;
+  } catch (const pqxx::broken_connection& e) {
+    err << "klingq: cannot reach the database " << config::redact_url(context.database_url)
+        << ": " << e.what() << "\n";
+    return exit_unreachable;
+  } catch (const db::SchemaTooOld& e) {
+    err << "klingq: " << e.what() << "\n";
+    return exit_failed;
+  } catch (const std::exception& e) {
+    err << "klingq " << arguments.command << ": " << e.what() << "\n";
+    return exit_failed;
+  }
+}
+
+int run_migrate(Context& context) {
+  auto connection = context.connect(false);
+  auto applied = db::migrate(*connection);
+  if (context.json()) {
+    boost::json::array versions;
+    for (int version : applied) versions.push_back(version);
+    print_json(context.out, boost::json::object{{"applied", versions},
+                                                {"schema_version", db::required_schema_version()}});
+    return exit_ok;
+  }
+  if (applied.empty()) {
+    context.out << "schema is current (version " << db::required_schema_version() << ")\n";
+  }
+  for (int version : applied) context.out << "applied migration " << version << "\n";
+  return exit_ok;
+}
+
+}  // namespace klingq::cli

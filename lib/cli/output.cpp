@@ -1,0 +1,117 @@
+// Output helpers shared by the commands: JSON, tables, times and durations.
+#include "cli/context.hpp"
+
+#include "loader/validate.hpp"
+
+#include <boost/json/serialize.hpp>
+
+#include <charconv>
+#include <cmath>
+#include <ostream>
+
+namespace klingq::cli {
+
+void print_json(std::ostream& out, const boost::json::value& value) {
+  out << boost::json::serialize(value) << "\n";
+}
+
+std::string iso_time(const std::string& text) {
+  // In a UTC session PostgreSQL prints "YYYY-MM-DD HH:MM:SS[.ffffff]+00".
+  std::string iso = text;
+  if (iso.size() > 10 && iso[10] == ' ') iso[10] = 'T';
+  if (iso.size() > 3 && iso.compare(iso.size() - 3, 3, "+00") == 0) {
+    iso.replace(iso.size() - 3, 3, "Z");
+  }
+  return iso;
+}
+
+boost::json::value json_time(const pqxx::field& field) {
+  if (field.is_null()) return nullptr;
+  return boost::json::value(iso_time(field.c_str()));
+}
+
+boost::json::value json_int(const pqxx::field& field) {
+  if (field.is_null()) return nullptr;
+  return boost::json::value(field.as<std::int64_t>());
+}
+
+boost::json::value json_text(const pqxx::field& field) {
+  if (field.is_null()) return nullptr;
+  return boost::json::value(field.c_str());
+}
+
+std::string text_or(const pqxx::field& field, const std::string& if_null) {
+  return field.is_null() ? if_null : std::string(field.c_str());
+}
+
+std::string human_duration(double seconds) {
+  if (!(seconds >= 0)) seconds = 0;
+  auto total = static_cast<std::int64_t>(std::floor(seconds));
+  std::int64_t days = total / 86400, hours = total % 86400 / 3600, minutes = total % 3600 / 60,
+               secs = total % 60;
+  if (days) return std::to_string(days) + "d " + std::to_string(hours) + "h";
+  if (hours) return std::to_string(hours) + "h " + std::to_string(minutes) + "m";
+  if (minutes) return std::to_string(minutes) + "m " + std::to_string(secs) + "s";
+  return std::to_string(secs) + "s";
+}
+
+void print_table(std::ostream& out, const std::vector<std::string>& headers,
+                 const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> widths(headers.size());
+  for (std::size_t i = 0; i < headers.size(); ++i) widths[i] = loader::utf8_length(headers[i]);
+  for (const auto& row : rows) {
+    for (std::size_t i = 0; i < row.size() && i < widths.size(); ++i) {
+      widths[i] = std::max(widths[i], loader::utf8_length(row[i]));
+    }
+  }
+  auto print_row = [&](const std::vector<std::string>& row) {
+    std::string line;
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(widths[i] - loader::utf8_length(row[i]) + 2, ' ');
+    }
+    out << line << "\n";
+  };
+  print_row(headers);
+  for (const auto& row : rows) print_row(row);
+}
+
+std::string one_line(const std::string& text, std::size_t max_chars) {
+  std::string line;
+  std::size_t chars = 0;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    bool starts_char = (c & 0xC0) != 0x80;
+    if (starts_char && chars == max_chars) {
+      // Cut: drop the last character to make room for the ellipsis.
+      while (!line.empty() && (static_cast<unsigned char>(line.back()) & 0xC0) == 0x80) line.pop_back();
+      if (!line.empty()) line.pop_back();
+      return line + "…";
+    }
+    if (starts_char) ++chars;
+    line.push_back(c == '\n' || c == '\r' || c == '\t' ? ' ' : static_cast<char>(c));
+  }
+  return line;
+}
+
+std::int64_t positive_integer(const std::string& option, const std::string& text) {
+  std::int64_t value = 0;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error != std::errc() || end != text.data() + text.size() || value < 1) {
+    throw UsageError(option + " needs a positive integer, got '" + text + "'");
+  }
+  return value;
+}
+
+std::string id_array(const std::vector<std::string>& operands, std::vector<std::int64_t>& ids) {
+  std::string array = "{";
+  for (const auto& operand : operands) {
+    auto id = positive_integer("a job id", operand);
+    ids.push_back(id);
+    if (array.size() > 1) array += ",";
+    array += std::to_string(id);
+  }
+  return array + "}";
+}
+
+}  // namespace klingq::cli

@@ -1,0 +1,367 @@
+// klingq status, jobs, cancel, retry and estimate: reading and steering the queue.
+#include "cli/context.hpp"
+#include "cli/queries.hpp"
+
+#include "loader/job.hpp"
+
+#include <boost/json.hpp>
+#include <pqxx/pqxx>
+
+#include <algorithm>
+#include <array>
+#include <map>
+#include <ostream>
+#include <set>
+
+namespace klingq::cli {
+namespace {
+
+constexpr std::array<const char*, 6> states = {"queued",    "dispatching", "submitted",
+                                               "completed", "failed",      "cancelled"};
+
+std::optional<std::string> batch_option(const Context& context) {
+  return context.arguments.value("--batch");
+}
+
+boost::json::object zero_states() {
+  boost::json::object object;
+  for (const char* state : states) object[state] = 0;
+  return object;
+}
+
+std::string plural(std::size_t n, const char* word) {
+  return std::to_string(n) + " " + word + (n == 1 ? "" : "s");
+}
+
+}  // namespace
+
+int run_status(Context& context) {
+  if (!context.arguments.operands.empty()) throw UsageError("status takes no operands");
+  auto batch = batch_option(context);
+  auto connection = context.connect();
+  pqxx::read_transaction tx(*connection);
+  auto rows = tx.exec_params(queries::queue_summary_select, batch);
+
+  boost::json::object totals = zero_states();
+  std::map<std::optional<std::string>, boost::json::object> by_batch;
+  std::int64_t total = 0;
+  std::int64_t credits_spent = 0;
+  std::optional<double> oldest_queued_seconds;
+  std::optional<std::string> oldest_queued_at;
+  for (const auto& row : rows) {
+    std::string state = row[0].c_str();
+    std::optional<std::string> row_batch;
+    if (!row[1].is_null()) row_batch = row[1].c_str();
+    auto jobs = row[2].as<std::int64_t>();
+    totals[state] = totals[state].as_int64() + jobs;
+    total += jobs;
+    auto [entry, inserted] = by_batch.try_emplace(row_batch, zero_states());
+    entry->second[state] = jobs;
+    if (state == "submitted" || state == "completed") credits_spent += row[3].as<std::int64_t>();
+    if (state == "queued" && !row[5].is_null()) {
+      double age = row[5].as<double>();
+      if (!oldest_queued_seconds || age > *oldest_queued_seconds) {
+        oldest_queued_seconds = age;
+        oldest_queued_at = iso_time(row[4].c_str());
+      }
+    }
+  }
+
+  if (context.json()) {
+    boost::json::array batches;
+    for (auto& [label, counts] : by_batch) {
+      std::int64_t batch_total = 0;
+      for (const auto& item : counts) batch_total += item.value().as_int64();
+      batches.push_back(boost::json::object{
+          {"batch", label ? boost::json::value(*label) : boost::json::value(nullptr)},
+          {"states", counts},
+          {"total", batch_total}});
+    }
+    print_json(context.out,
+               boost::json::object{
+                   {"batch", batch ? boost::json::value(*batch) : boost::json::value(nullptr)},
+                   {"states", totals},
+                   {"total", total},
+                   {"credits_spent", credits_spent},
+                   {"oldest_queued_seconds", oldest_queued_seconds
+                                                 ? boost::json::value(*oldest_queued_seconds)
+                                                 : boost::json::value(nullptr)},
+                   {"oldest_queued_at", oldest_queued_at ? boost::json::value(*oldest_queued_at)
+                                                         : boost::json::value(nullptr)},
+                   {"batches", batches}});
+    return exit_ok;
+  }
+
+  if (batch) context.out << "batch \"" << *batch << "\"\n";
+  std::vector<std::vector<std::string>> table;
+  for (const char* state : states) table.push_back({state, std::to_string(totals[state].as_int64())});
+  table.push_back({"total", std::to_string(total)});
+  print_table(context.out, {"state", "jobs"}, table);
+  context.out << "\ncredits spent: " << credits_spent << "\n";
+  context.out << "oldest queued: "
+              << (oldest_queued_seconds ? human_duration(*oldest_queued_seconds) + " ago (" +
+                                              *oldest_queued_at + ")"
+                                        : std::string("none"))
+              << "\n";
+  if (!batch && !by_batch.empty()) {
+    context.out << "\n";
+    std::vector<std::string> headers = {"batch"};
+    for (const char* state : states) headers.push_back(state);
+    std::vector<std::vector<std::string>> batch_rows;
+    for (auto& [label, counts] : by_batch) {
+      std::vector<std::string> row = {label ? *label : "(none)"};
+      for (const char* state : states) row.push_back(std::to_string(counts[state].as_int64()));
+      batch_rows.push_back(std::move(row));
+    }
+    print_table(context.out, headers, batch_rows);
+  }
+  return exit_ok;
+}
+
+int run_jobs(Context& context) {
+  if (!context.arguments.operands.empty()) throw UsageError("jobs takes no operands");
+  auto state = context.arguments.value("--state");
+  if (state && std::find(states.begin(), states.end(), *state) == states.end()) {
+    throw UsageError("--state must be one of queued, dispatching, submitted, completed, "
+                     "failed, cancelled; got '" + *state + "'");
+  }
+  std::int64_t limit = 50;
+  if (auto text = context.arguments.value("--limit")) limit = positive_integer("--limit", *text);
+  auto connection = context.connect();
+  pqxx::read_transaction tx(*connection);
+  auto rows = tx.exec_params(queries::jobs_list, state, batch_option(context), limit);
+
+  if (context.json()) {
+    boost::json::array jobs;
+    for (const auto& row : rows) {
+      jobs.push_back(boost::json::object{{"id", row[0].as<std::int64_t>()},
+                                         {"state", row[1].c_str()},
+                                         {"attempts", row[2].as<std::int64_t>()},
+                                         {"remote_id", json_text(row[3])},
+                                         {"credit_cost", json_int(row[4])},
+                                         {"prompt", row[5].c_str()},
+                                         {"batch", json_text(row[6])},
+                                         {"error_class", json_text(row[7])},
+                                         {"error_message", json_text(row[8])},
+                                         {"created_at", json_time(row[9])}});
+    }
+    print_json(context.out, boost::json::object{{"jobs", jobs}});
+    return exit_ok;
+  }
+  std::vector<std::vector<std::string>> table;
+  for (const auto& row : rows) {
+    std::string error;
+    if (!row[8].is_null() || !row[7].is_null()) {
+      error = text_or(row[7], "?") + ": " + one_line(text_or(row[8], ""), 60);
+    }
+    table.push_back({row[0].c_str(), row[1].c_str(), row[2].c_str(), text_or(row[3], "-"),
+                     text_or(row[4], "-"), one_line(row[5].c_str(), 40), error});
+  }
+  print_table(context.out, {"id", "state", "attempts", "remote_id", "credits", "prompt", "last error"},
+              table);
+  if (static_cast<std::int64_t>(rows.size()) == limit) {
+    context.out << "(first " << limit << " jobs; --limit N for more)\n";
+  }
+  return exit_ok;
+}
+
+int run_cancel(Context& context) {
+  auto batch = batch_option(context);
+  const auto& operands = context.arguments.operands;
+  if (batch.has_value() == !operands.empty()) throw UsageError("cancel needs job IDs or --batch LABEL");
+  std::vector<std::int64_t> ids;
+  std::string id_list;
+  if (!batch) id_list = id_array(operands, ids);
+
+  auto connection = context.connect();
+  pqxx::work tx(*connection);
+  auto cancelled = batch ? tx.exec_params(queries::cancel_by_batch, *batch)
+                         : tx.exec_params(queries::cancel_by_ids, id_list);
+  std::set<std::int64_t> done;
+  for (const auto& row : cancelled) done.insert(row[0].as<std::int64_t>());
+
+  // Why the others were not cancelled.
+  boost::json::array refused;
+  std::vector<std::string> messages;
+  bool empty_batch = false;
+  if (batch) {
+    auto by_state = tx.exec_params(queries::batch_states, *batch);
+    std::int64_t in_batch = 0;
+    for (const auto& row : by_state) {
+      std::string state = row[0].c_str();
+      auto count = row[1].as<std::int64_t>();
+      in_batch += count;
+      std::string reason;
+      if (state == "submitted") reason = "already accepted and charged by the API";
+      else if (state == "dispatching") reason = "being submitted right now (lease still held)";
+      else continue;  // finished jobs need no cancelling
+      refused.push_back(boost::json::object{{"state", state}, {"count", count}, {"reason", reason}});
+      messages.push_back(std::to_string(count) + " " + state + " job" + (count == 1 ? "" : "s") +
+                         " not cancelled: " + reason);
+    }
+    if (in_batch == 0) {
+      empty_batch = true;
+      messages.push_back("no jobs in batch \"" + *batch + "\"");
+    }
+  } else {
+    auto current = tx.exec_params(queries::jobs_state_by_ids, id_list);
+    std::map<std::int64_t, std::pair<std::string, std::string>> found;
+    for (const auto& row : current) {
+      found[row[0].as<std::int64_t>()] = {row[1].c_str(), text_or(row[3], "")};
+    }
+    for (auto id : ids) {
+      if (done.count(id)) continue;
+      std::string state, reason;
+      if (auto it = found.find(id); it == found.end()) {
+        reason = "no such job";
+      } else {
+        state = it->second.first;
+        if (state == "submitted") reason = "already accepted and charged by the API";
+        else if (state == "dispatching") reason = "being submitted right now; its lease expires at " + iso_time(it->second.second);
+        else reason = "already " + state;
+      }
+      refused.push_back(boost::json::object{
+          {"id", id}, {"state", state.empty() ? boost::json::value(nullptr) : boost::json::value(state)},
+          {"reason", reason}});
+      messages.push_back("job " + std::to_string(id) + " not cancelled: " + reason);
+    }
+  }
+  tx.commit();
+
+  const bool partial = !refused.empty() || empty_batch;
+  if (context.json()) {
+    boost::json::array cancelled_ids;
+    for (auto id : done) cancelled_ids.push_back(id);
+    print_json(context.out, boost::json::object{{"cancelled", cancelled_ids},
+                                                {"count", done.size()},
+                                                {"refused", refused}});
+  } else {
+    context.out << "cancelled " << plural(done.size(), "job") << "\n";
+  }
+  for (const auto& message : messages) context.err << "klingq cancel: " << message << "\n";
+  return partial ? exit_failed : exit_ok;
+}
+
+int run_retry(Context& context) {
+  auto batch = batch_option(context);
+  bool failed_only = context.arguments.flag("--failed");
+  const auto& operands = context.arguments.operands;
+  bool by_selection = batch.has_value() || failed_only;
+  if (by_selection == !operands.empty()) throw UsageError("retry needs job IDs, --batch LABEL or --failed");
+  std::vector<std::int64_t> ids;
+  std::string id_list;
+  if (!by_selection) id_list = id_array(operands, ids);
+
+  auto connection = context.connect();
+  pqxx::work tx(*connection);
+  auto retried = by_selection ? tx.exec_params(queries::retry_by_selection, batch, failed_only)
+                              : tx.exec_params(queries::retry_by_ids, id_list);
+  std::set<std::int64_t> done;
+  for (const auto& row : retried) done.insert(row[0].as<std::int64_t>());
+  boost::json::array refused;
+  std::vector<std::string> messages;
+  if (!by_selection) {
+    auto current = tx.exec_params(queries::jobs_state_by_ids, id_list);
+    std::map<std::int64_t, std::string> found;
+    for (const auto& row : current) found[row[0].as<std::int64_t>()] = row[1].c_str();
+    for (auto id : ids) {
+      if (done.count(id)) continue;
+      auto it = found.find(id);
+      std::string reason = it == found.end() ? "no such job"
+                                             : "it is " + it->second + ", only failed or cancelled jobs are retried";
+      refused.push_back(boost::json::object{{"id", id}, {"reason", reason}});
+      messages.push_back("job " + std::to_string(id) + " not retried: " + reason);
+    }
+  }
+  if (!done.empty()) tx.exec_params(queries::notify_jobs, std::string("retry"));
+  tx.commit();
+
+  if (context.json()) {
+    boost::json::array retried_ids;
+    for (auto id : done) retried_ids.push_back(id);
+    print_json(context.out, boost::json::object{{"retried", retried_ids},
+                                                {"count", done.size()},
+                                                {"refused", refused}});
+  } else {
+    context.out << "queued " << plural(done.size(), "job") << " again\n";
+  }
+  for (const auto& message : messages) context.err << "klingq retry: " << message << "\n";
+  return refused.empty() ? exit_ok : exit_failed;
+}
+
+int run_estimate(Context& context) {
+  if (!context.arguments.operands.empty()) throw UsageError("estimate takes no operands");
+  auto batch = batch_option(context);
+  auto connection = context.connect();
+  pqxx::read_transaction tx(*connection);
+  auto rows = tx.exec_params(queries::pending_by_price, batch);
+  auto account = tx.exec(queries::account_balance);
+
+  std::int64_t jobs = 0, credits = 0;
+  boost::json::array breakdown;
+  std::vector<std::vector<std::string>> table;
+  for (const auto& row : rows) {
+    std::string mode = row[0].c_str();
+    int duration = row[1].as<int>();
+    auto count = row[2].as<std::int64_t>();
+    auto unit = loader::credit_cost(context.cost, mode, duration);
+    jobs += count;
+    credits += unit * count;
+    breakdown.push_back(boost::json::object{{"mode", mode}, {"duration", duration},
+                                            {"jobs", count}, {"credits_each", unit},
+                                            {"credits", unit * count}});
+    table.push_back({mode, std::to_string(duration) + "s", std::to_string(count),
+                     std::to_string(unit), std::to_string(unit * count)});
+  }
+  std::optional<std::int64_t> balance;
+  std::optional<std::string> balance_at;
+  if (!account.empty() && !account[0][0].is_null()) {
+    balance = account[0][0].as<std::int64_t>();
+    if (!account[0][1].is_null()) balance_at = iso_time(account[0][1].c_str());
+  }
+  std::optional<bool> sufficient;
+  std::int64_t shortfall = 0;
+  if (balance) {
+    std::int64_t spendable = *balance - context.credit_reserve;
+    sufficient = credits <= spendable;
+    shortfall = credits > spendable ? credits - spendable : 0;
+  }
+
+  if (context.json()) {
+    auto optional_int = [](const std::optional<std::int64_t>& v) {
+      return v ? boost::json::value(*v) : boost::json::value(nullptr);
+    };
+    print_json(context.out,
+               boost::json::object{
+                   {"batch", batch ? boost::json::value(*batch) : boost::json::value(nullptr)},
+                   {"jobs", jobs},
+                   {"credits", credits},
+                   {"by_price", breakdown},
+                   {"balance", optional_int(balance)},
+                   {"balance_at", balance_at ? boost::json::value(*balance_at) : boost::json::value(nullptr)},
+                   {"reserve", context.credit_reserve},
+                   {"sufficient", sufficient ? boost::json::value(*sufficient) : boost::json::value(nullptr)},
+                   {"shortfall", shortfall}});
+    return exit_ok;
+  }
+  if (batch) context.out << "batch \"" << *batch << "\"\n";
+  if (!table.empty()) {
+    print_table(context.out, {"mode", "duration", "jobs", "each", "credits"}, table);
+    context.out << "\n";
+  }
+  context.out << plural(static_cast<std::size_t>(jobs), "job") << " to submit, estimated "
+              << credits << " credits\n";
+  if (!balance) {
+    context.out << "balance: unknown (klingqd has not queried it yet)\n";
+  } else {
+    context.out << "balance: " << *balance << " credits"
+                << (balance_at ? " as of " + *balance_at : std::string()) << "";
+    if (context.credit_reserve) context.out << ", reserve " << context.credit_reserve;
+    context.out << "\n"
+                << (*sufficient ? "enough credit for all of them\n"
+                                : "short by " + std::to_string(shortfall) + " credits\n");
+  }
+  return exit_ok;
+}
+
+}  // namespace klingq::cli
