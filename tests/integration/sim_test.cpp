@@ -332,7 +332,7 @@ TEST_CASE("sim: 401 for a missing or wrong key on both styles, the key never pri
   CHECK(sim.process().stderr_text().find("sim_started") != std::string::npos);
 }
 
-TEST_CASE("sim: the key can come from the environment; bad command lines are refused") {
+TEST_CASE("sim: the key can come from the environment - bad command lines are refused") {
   Process from_env({KLINGQ_SIM_BINARY, "--listen", "127.0.0.1:0"}, {{"KLINGQ_SIM_API_KEY", "env-key"}});
   auto line = from_env.wait_for_line("listening on", 10s);
   REQUIRE(line);
@@ -352,7 +352,7 @@ TEST_CASE("sim: the key can come from the environment; bad command lines are ref
   CHECK(help.out.find("--time-scale") != std::string::npos);
 }
 
-TEST_CASE("sim: 400 names the parameter, on both endpoints; unknown operations are GraphQL errors") {
+TEST_CASE("sim: 400 names the parameter, on both endpoints - unknown operations are GraphQL errors") {
   Sim sim({"--plan", "pro"});
   auto expect_400 = [&](const Reply& r, const std::string& parameter) {
     CHECK(r.status == 400);
@@ -453,7 +453,7 @@ TEST_CASE("sim: the request window refuses the 11th request and reopens at its r
   CHECK(s.at("max_window_requests_seen") == 10);
 }
 
-TEST_CASE("sim: parallel slots free up when jobs finish; daily resets at simulated midnight") {
+TEST_CASE("sim: parallel slots free up when jobs finish - daily resets at simulated midnight") {
   SUBCASE("parallel") {
     Sim sim({"--plan", "starter", "--time-scale", "100", "--gen-seconds", "30:30"});
     for (int i = 0; i < 3; ++i) CHECK(sim.graphql(generate_body(generate_input("p" + std::to_string(i)))).status == 200);
@@ -690,7 +690,7 @@ TEST_CASE("sim: HTTP faults") {
   }
 }
 
-TEST_CASE("sim: a plan downgrade through /_sim/config applies mid-run; reset restores the start") {
+TEST_CASE("sim: a plan downgrade through /_sim/config applies mid-run - reset restores the start") {
   Sim sim({"--plan", "pro", "--time-scale", "1"});
   for (int i = 0; i < 5; ++i) REQUIRE(sim.graphql(generate_body(generate_input("j" + std::to_string(i)))).status == 200);
   auto config = sim.configure({{"plan", "free"}});

@@ -101,6 +101,7 @@ std::map<std::string, std::string> Stack::with_webhooks(std::map<std::string, st
 Process& Stack::start_daemon(std::map<std::string, std::string> overrides,
                              std::map<std::string, std::string> environment) {
   auto path = write_config(std::move(overrides));
+  last_config_path = path;
   if (!environment.count("KLINGQ_API_KEY")) environment["KLINGQ_API_KEY"] = sim_api_key;
   daemons.push_back(std::make_unique<Process>(std::vector<std::string>{KLINGQD_BINARY, "--config", path},
                                               environment));

@@ -50,6 +50,7 @@ class Stack {
   std::unique_ptr<Process> sim;
   std::vector<std::unique_ptr<Process>> daemons;
   std::string dir;
+  std::string last_config_path;  // the config file of the last daemon started
 };
 
 // A TCP port that was free a moment ago (for listeners whose URL must be known first).

@@ -85,7 +85,7 @@ TEST_CASE("CSV: quoted fields keep commas, quotes and newlines, with the startin
   for (const auto& record : read.records) CHECK(record.error == "");
 }
 
-TEST_CASE("CSV: CRLF ends records but stays inside quoted fields; empty lines are skipped") {
+TEST_CASE("CSV: CRLF ends records but stays inside quoted fields - empty lines are skipped") {
   auto read = read_all(Format::csv, "\xEF\xBB\xBFprompt,mode\r\na,standard\r\n\r\n\"x\r\ny\",professional\r\nlast,");
   REQUIRE(read.header_error == "");
   REQUIRE(read.records.size() == 3);

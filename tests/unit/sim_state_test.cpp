@@ -230,7 +230,7 @@ TEST_CASE("a plan downgrade applies at once to the current windows") {
   CHECK(account.admit_request(t0 + 1s)->window == Window::rpm);
 }
 
-TEST_CASE("seeded decisions repeat; generation times stay in range") {
+TEST_CASE("seeded decisions repeat - generation times stay in range") {
   auto s = settings_for(Plan::enterprise);
   s.gen_min_seconds = 10;
   s.gen_max_seconds = 20;
