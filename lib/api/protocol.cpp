@@ -128,6 +128,16 @@ json::value parse_body(const http::ClientResult& result, bool& readable) {
   return ec ? json::value() : body;
 }
 
+void replace_non_finite(json::value& value) {
+  if (value.is_double() && !std::isfinite(value.get_double())) {
+    value = nullptr;
+  } else if (value.is_array()) {
+    for (auto& item : value.get_array()) replace_non_finite(item);
+  } else if (value.is_object()) {
+    for (auto& item : value.get_object()) replace_non_finite(item.value());
+  }
+}
+
 // Classifies a response: extensions.code first, then the HTTP status (API.md).
 Outcome read_outcome(const http::ClientResult& result, const json::value& body, bool readable) {
   Outcome outcome;
@@ -200,6 +210,11 @@ const char* to_string(OutcomeClass outcome) {
 }
 
 bool is_retryable(OutcomeClass outcome) { return outcome == OutcomeClass::transient; }
+
+std::string jsonb_text(json::object metadata) {
+  for (auto& item : metadata) replace_non_finite(item.value());
+  return json::serialize(metadata);
+}
 
 http::ClientRequest build_submit(const JobSpec& job, const Endpoint& endpoint) {
   http::ClientRequest request;
@@ -296,7 +311,7 @@ JobStatus parse_status(const http::ClientResult& result) {
   json::object metadata;
   if (auto m = job->if_contains("metadata"); m && m->is_object()) metadata = m->as_object();
   if (auto d = job->if_contains("duration"); d && !metadata.contains("duration")) metadata["duration"] = *d;
-  status.metadata_json = json::serialize(metadata);
+  status.metadata_json = jsonb_text(std::move(metadata));
   return status;
 }
 

@@ -7,6 +7,8 @@
 #include "http/client.hpp"
 #include "ratelimit/headers.hpp"
 
+#include <boost/json/fwd.hpp>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -79,6 +81,11 @@ struct Balance {
   std::optional<std::int64_t> balance;
 };
 Balance parse_balance(const http::ClientResult& result);
+
+// A job's metadata as text for a jsonb column. Boost.JSON reads a number too large for a
+// double (1e999) as infinity and writes it back as "Infinity", which jsonb refuses, so
+// such numbers become null: one odd number must not keep a finished job from completing.
+std::string jsonb_text(boost::json::object metadata);
 
 // Backoff before retry number `attempt` (1-based): base·2^(attempt-1) capped at max,
 // with "equal jitter" (half fixed, half random) so a 500 storm does not come back in

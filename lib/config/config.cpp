@@ -148,6 +148,9 @@ const std::vector<Key>& keys() {
 // Walks the YAML tree; every leaf must be a known key.
 void apply(const YAML::Node& node, const std::string& prefix, Config& config) {
   for (const auto& item : node) {
+    // A mapping or list used as a key ("? {a: 1}: x") would throw yaml-cpp's conversion
+    // error, which callers do not expect from a bad config.
+    if (!item.first.IsScalar()) fail(prefix.empty() ? "(top level)" : prefix, "keys must be plain names");
     const auto name = item.first.as<std::string>();
     const auto key = prefix.empty() ? name : prefix + "." + name;
     const auto& table = keys();

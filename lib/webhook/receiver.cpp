@@ -1,5 +1,6 @@
 #include "webhook/receiver.hpp"
 
+#include "api/protocol.hpp"
 #include "webhook/signature.hpp"
 
 #include <boost/json.hpp>
@@ -45,7 +46,7 @@ Decision decide(std::string_view method, std::string_view path, std::string_view
   completion.url = text("url");
   json::object metadata;
   if (auto m = object.if_contains("metadata"); m && m->is_object()) metadata = m->as_object();
-  completion.metadata_json = json::serialize(metadata);
+  completion.metadata_json = api::jsonb_text(std::move(metadata));
   completion.error = text("error");
   if (completion.error.empty()) completion.error = text("message");
   d.verdict = Verdict::record;
