@@ -33,6 +33,22 @@ std::optional<double> parse_number(std::string_view value) {
   return out;
 }
 
+// TimePoint counts nanoseconds in 64 bits and ends in April 2262. Converting a value past
+// that is undefined behaviour, so such a value (a garbled header: no real window resets
+// centuries ahead) reads as unreadable.
+constexpr double max_epoch_seconds = 9.0e9;  // 2255
+constexpr double max_delta_seconds = 1.0e9;  // 31 years
+
+std::optional<TimePoint> seconds_after(TimePoint now, double seconds) {
+  if (!(seconds <= max_delta_seconds)) return std::nullopt;
+  return now + std::chrono::duration_cast<Duration>(std::chrono::duration<double>(seconds));
+}
+
+std::optional<TimePoint> at_epoch_ms(double ms) {
+  if (!(ms <= max_epoch_seconds * 1000.0)) return std::nullopt;
+  return from_epoch_ms(static_cast<std::int64_t>(ms));
+}
+
 int month_index(std::string_view name) {
   static constexpr std::string_view months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                                 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
@@ -57,7 +73,7 @@ void read_ietf(const HeaderLookup& header, TimePoint now, WindowReport& report) 
   auto seconds_from_now = [&](std::string_view v) -> std::optional<TimePoint> {
     auto n = parse_number(v);
     if (!n) return std::nullopt;
-    return now + std::chrono::duration_cast<Duration>(std::chrono::duration<double>(*n));
+    return seconds_after(now, *n);
   };
   if (auto v = header("RateLimit-Limit")) report.limit = parse_count(*v);
   if (auto v = header("RateLimit-Remaining")) report.remaining = parse_count(*v);
@@ -123,24 +139,22 @@ std::optional<TimePoint> parse_http_date(std::string_view value) {
   tm.tm_min = minute;
   tm.tm_sec = second;
   std::time_t t = timegm(&tm);
-  if (t == -1) return std::nullopt;
+  // Before 1970 or past 2255: no real reset time (timegm's -1 error is among them).
+  if (t < 0 || static_cast<double>(t) > max_epoch_seconds) return std::nullopt;
   return Clock::from_time_t(t);
 }
 
 std::optional<TimePoint> parse_reset(std::string_view value, TimePoint now) {
   if (auto n = parse_number(value)) {
-    using namespace std::chrono;
-    if (*n > 1e12) return from_epoch_ms(static_cast<std::int64_t>(*n));
-    if (*n > 1e9) return from_epoch_ms(static_cast<std::int64_t>(*n * 1000.0));
-    return now + duration_cast<Duration>(duration<double>(*n));
+    if (*n > 1e12) return at_epoch_ms(*n);
+    if (*n > 1e9) return at_epoch_ms(*n * 1000.0);
+    return seconds_after(now, *n);
   }
   return parse_http_date(value);
 }
 
 std::optional<TimePoint> parse_retry_after(std::string_view value, TimePoint now) {
-  if (auto n = parse_number(value)) {
-    return now + std::chrono::duration_cast<Duration>(std::chrono::duration<double>(*n));
-  }
+  if (auto n = parse_number(value)) return seconds_after(now, *n);
   return parse_http_date(value);
 }
 
