@@ -1,0 +1,109 @@
+# Shared by the bench/ scripts: a throwaway PostgreSQL (scripts/pg.sh), one klingq-sim,
+# klingqd configs and processes, and the Node peers. Sourced, not run.
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+KLINGQ_ROOT=$(cd "$BENCH_DIR/.." && pwd)
+BIN=${KLINGQ_BIN:-$KLINGQ_ROOT/build}
+source "$KLINGQ_ROOT/scripts/pg.sh"
+
+for b in klingqd klingq klingq-sim; do
+  [ -x "$BIN/$b" ] || { echo "bench: $BIN/$b is missing; build first: cmake --build $BIN" >&2; exit 1; }
+done
+
+WORK=$(mktemp -d /tmp/klingq-bench-XXXXXX)
+SIM_PID=; DAEMON_PID=; EXTRA_PIDS=()
+API_KEY="bench-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+WEBHOOK_SECRET="bench-secret-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+printf '%s' "$API_KEY" >"$WORK/api-key"
+export KLINGQ_API_KEY="$API_KEY"
+
+bench_cleanup() {
+  stop_daemon
+  for p in "${EXTRA_PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  [ -n "$SIM_PID" ] && { kill "$SIM_PID" 2>/dev/null || true; wait "$SIM_PID" 2>/dev/null || true; }
+  pg_stop
+  if [ -n "${BENCH_KEEP:-}" ]; then echo "bench: kept $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# Results go to bench/results/NAME.md (the table rows) and NAME.json; `run` joins them.
+RESULTS_DIR=${BENCH_RESULTS:-$BENCH_DIR/results}
+mkdir -p "$RESULTS_DIR"
+
+ensure_node_modules() {
+  if [ ! -d "$BENCH_DIR/node_modules/graphile-worker" ] || [ ! -d "$BENCH_DIR/node_modules/pg-boss" ]; then
+    log "npm ci in bench/"
+    (cd "$BENCH_DIR" && npm ci --no-audit --no-fund >/dev/null)
+  fi
+}
+
+# start_pg: the throwaway cluster, migrated. Sets KLINGQ_DATABASE_URL, PSQL, PG_DIR.
+start_pg() {
+  pg_start
+  "$BIN/klingq" migrate >/dev/null
+}
+
+# new_database NAME: a fresh migrated database in the same cluster; echoes its URL.
+new_database() {
+  "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" >/dev/null
+  local url="postgresql://postgres@/$1?host=$PG_DIR"
+  "$BIN/klingq" --database "$url" migrate >/dev/null
+  echo "$url"
+}
+
+# start_sim ARGS...: klingq-sim on a free loopback port. Sets SIM_ADDR.
+start_sim() {
+  "$BIN/klingq-sim" --listen 127.0.0.1:0 --api-key "$API_KEY" --webhook-secret "$WEBHOOK_SECRET" \
+    --log-level warning "$@" >"$WORK/sim.out" 2>"$WORK/sim.log" &
+  SIM_PID=$!
+  for _ in $(seq 100); do grep -q "listening on" "$WORK/sim.out" 2>/dev/null && break; sleep 0.1; done
+  SIM_ADDR=$(awk '/listening on/ {print $3}' "$WORK/sim.out")
+  [ -n "$SIM_ADDR" ] || { echo "bench: klingq-sim did not start"; cat "$WORK/sim.log"; exit 1; }
+}
+
+sim_get() { curl -sf "http://$SIM_ADDR$1"; }
+sim_post() { curl -sf -X POST -H 'Content-Type: application/json' -d "${2:-{\}}" "http://$SIM_ADDR$1"; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start_daemon CONFIG: klingqd in the background, waits for "klingqd ready". Sets DAEMON_PID.
+start_daemon() {
+  local config=$1
+  # KLINGQ_DATABASE_URL (set by pg_start) would override the config's database.url.
+  env -u KLINGQ_DATABASE_URL "$BIN/klingqd" --config "$config" --check-config >/dev/null
+  env -u KLINGQ_DATABASE_URL "$BIN/klingqd" --config "$config" >"$WORK/klingqd.out" 2>"$WORK/klingqd.log" &
+  DAEMON_PID=$!
+  for _ in $(seq 150); do
+    grep -q "klingqd ready" "$WORK/klingqd.out" 2>/dev/null && return 0
+    kill -0 "$DAEMON_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "bench: klingqd did not start:"; tail -20 "$WORK/klingqd.log"; exit 1
+}
+
+stop_daemon() {
+  if [ -n "$DAEMON_PID" ]; then
+    kill -TERM "$DAEMON_PID" 2>/dev/null || true
+    wait "$DAEMON_PID" 2>/dev/null || true
+    DAEMON_PID=
+  fi
+}
+
+# wait_sql SQL VALUE TIMEOUT_S [DB]: polls (every $WAIT_EVERY s) until the scalar equals VALUE.
+wait_sql() {
+  local deadline=$(( $(date +%s) + $3 ))
+  while [ "$("${PSQL[@]}" -d "${4:-klingq}" -tAc "$1")" != "$2" ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || return 1
+    sleep "${WAIT_EVERY:-0.05}"
+  done
+}
+
+now_ms() { date +%s%3N; }
+
+machine_line() {
+  echo "$(date -u +%Y-%m-%d), commit $(git -C "$KLINGQ_ROOT" rev-parse --short HEAD), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(uname -sr)"
+}
