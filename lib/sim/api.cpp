@@ -344,6 +344,11 @@ json::object jobs_json(const Account& account) {
                                 {"createdAt", format_iso8601(job->created_at)},
                                 {"completedAt", job->completed_at ? json::value(format_iso8601(*job->completed_at))
                                                                   : json::value()},
+                                // Millisecond precision for latency measurements (simulated clock).
+                                {"completedAtMs", job->completed_at
+                                                      ? json::value(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                                        job->completed_at->time_since_epoch()).count())
+                                                      : json::value()},
                                 {"prompt", job->params.prompt},
                                 {"webhookUrl", optional_string(job->params.webhook_url)},
                                 {"error", optional_string(job->error)}});
