@@ -4,6 +4,7 @@
 #   ./bench/completion_latency.sh                       webhooks on, parallel-bound
 #   WEBHOOK=off ./bench/completion_latency.sh           polling only
 # Env: N jobs (60), GEN sim generation seconds (1:1), PLANARGS/LIMITS for other plans.
+set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/pg.sh
 pg_start
