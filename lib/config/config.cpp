@@ -242,7 +242,9 @@ void Config::validate() const {
   require(dispatch.claim_batch >= 1 && dispatch.claim_batch <= 10000, "dispatch.claim_batch",
           "must be between 1 and 10000");
   require(dispatch.lease_seconds >= 5, "dispatch.lease_seconds", "must be at least 5");
-  require(dispatch.lease_seconds * 1000 > api.request_timeout_ms * 2, "dispatch.lease_seconds",
+  // In 64 bits: a lease of a few million seconds would overflow int.
+  require(std::int64_t{dispatch.lease_seconds} * 1000 > std::int64_t{api.request_timeout_ms} * 2,
+          "dispatch.lease_seconds",
           "must exceed twice api.request_timeout_ms, or a slow request outlives its lease");
   require(dispatch.safety_poll_ms >= 10, "dispatch.safety_poll_ms", "must be at least 10");
   require(dispatch.retry_base_ms >= 1, "dispatch.retry_base_ms", "must be at least 1");
