@@ -30,8 +30,9 @@ std::int64_t paced_tokens(TimePoint next_at, Duration interval, std::int64_t bur
   return std::min<std::int64_t>(burst, 1 + static_cast<std::int64_t>(ahead));
 }
 
-// A few seconds' worth of requests may go together; the free plan's 10/min stays 1.
-std::int64_t burst_of(const AccountState& s) { return std::max<std::int64_t>(1, s.rpm_limit / 20); }
+// A second's worth of requests may go together: no burst at all up to 119 a minute,
+// so a limit that drops under our feet (a plan downgrade) is hit by one request, not a burst.
+std::int64_t burst_of(const AccountState& s) { return std::max<std::int64_t>(1, s.rpm_limit / 60); }
 
 Allowance rpm_tokens(const AccountState& s, std::int64_t wanted, TimePoint now,
                      const LimiterSettings& settings, TimePoint next_at, Duration interval) {

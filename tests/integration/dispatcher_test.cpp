@@ -186,3 +186,18 @@ TEST_CASE("dispatch: SIGTERM stops cleanly with exit 0 and the instance row remo
   CHECK(*code == 0);
   CHECK(stack.scalar("SELECT count(*) FROM klingq.instances") == 0);
 }
+
+TEST_CASE("dispatch: a plan downgrade mid-run costs at most one 429 per window and loses nothing") {
+  Stack stack({"--plan", "pro", "--time-scale", "60", "--gen-seconds", "2:4"});
+  stack.insert_jobs(40);
+  stack.start_daemon(stack.with_webhooks({{"limits.plan", "pro"}}));
+  REQUIRE(Stack::wait_until([&] { return stack.scalar("SELECT count(*) FROM klingq.jobs WHERE state = 'completed'") >= 10; }, 30s));
+  stack.sim_config({{"plan", "free"}});
+  REQUIRE(Stack::wait_until([&] { return all_terminal(stack); }, 90s));
+  auto stats = stack.sim_stats();
+  MESSAGE("429s after the downgrade: " << json::serialize(stats.at("rate_limited")));
+  CHECK(rate_limited_total(stats) <= 2);  // the one request that found each new limit
+  CHECK(stack.scalar("SELECT count(*) FROM klingq.jobs WHERE state = 'completed'") == 40);
+  CHECK(stack.scalar("SELECT parallel_limit FROM klingq.account") == 1);
+  check_one_to_one(stack);
+}

@@ -100,7 +100,7 @@ TEST_CASE("the plan is the starting point and headers then rule") {
   auto s = from_plan(60, 10, 10000);
   roll(s, t0, settings);
   auto a = submit_allowance(s, 0, 100, t0, settings);
-  CHECK(a.count == 3);  // a burst of 3 s of the pro plan's rate, not 100
+  CHECK(a.count == 1);  // paced, not a burst of 100
   CHECK(a.blocked_by == Blocker::rpm);
   Observation downgrade;
   downgrade.rpm.limit = 10;
