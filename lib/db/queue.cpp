@@ -278,6 +278,16 @@ CompletionOutcome complete_locked(pqxx::work& tx, const std::string& account, co
   return out;
 }
 
+Hold hold_of(ratelimit::Blocker blocker) {
+  switch (blocker) {
+    case ratelimit::Blocker::daily: return Hold::daily;
+    case ratelimit::Blocker::parallel: return Hold::parallel;
+    case ratelimit::Blocker::rpm:
+    case ratelimit::Blocker::none: break;
+  }
+  return Hold::rpm;
+}
+
 }  // namespace
 
 const char* to_string(Hold hold) {
@@ -302,8 +312,7 @@ void ensure_account(pqxx::connection& connection, const QueueSettings& settings)
   tx.commit();
 }
 
-ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, std::int64_t wanted,
-                  double) {
+ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, std::int64_t wanted) {
   ClaimResult result;
   pqxx::work tx(connection);
   tx.exec(sql::jobs_reap_expired_leases);
@@ -325,9 +334,7 @@ ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, s
 
   auto allowance = ratelimit::submit_allowance(locked.state, in_flight, wanted, now, settings.limiter);
   if (allowance.count <= 0) {
-    result.held_by = allowance.blocked_by == ratelimit::Blocker::daily      ? Hold::daily
-                     : allowance.blocked_by == ratelimit::Blocker::parallel ? Hold::parallel
-                                                                            : Hold::rpm;
+    result.held_by = hold_of(allowance.blocked_by);
     result.retry_at = allowance.retry_at;
     save_account(tx, settings, locked.state);  // the roll of ended windows
     tx.commit();
@@ -380,19 +387,15 @@ ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, s
   save_account(tx, settings, locked.state);
   tx.commit();
 
+  // Why fewer than wanted: credit, an empty queue, or the tightest limit.
   const auto got = static_cast<std::int64_t>(result.jobs.size());
   if (got < wanted) {
     if (choice.short_of_credit) {
       result.held_by = Hold::credit;
-    } else if (static_cast<std::int64_t>(rows.size()) < look && got == static_cast<std::int64_t>(rows.size())) {
+    } else if (got == static_cast<std::int64_t>(rows.size()) && got < look) {
       result.queue_empty = true;
-      if (allowance.count < wanted) {
-        result.held_by = Hold::none;
-      }
     } else {
-      result.held_by = allowance.blocked_by == ratelimit::Blocker::daily      ? Hold::daily
-                       : allowance.blocked_by == ratelimit::Blocker::parallel ? Hold::parallel
-                                                                              : Hold::rpm;
+      result.held_by = hold_of(allowance.blocked_by);
       result.retry_at = allowance.retry_at;
     }
   }

@@ -64,8 +64,7 @@ void ensure_account(pqxx::connection& connection, const QueueSettings& settings)
 
 // Claims at most `wanted` rows that every limit and the credit gate allow right now.
 // Rows whose lease expired (a crashed instance) come back to the queue first.
-ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, std::int64_t wanted,
-                  double unit_random);
+ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, std::int64_t wanted);
 
 // Records what the API said about one claimed row, updates the shared limiter from the
 // response headers, and returns the row's new state ("submitted", "queued", "failed",

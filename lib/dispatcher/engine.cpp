@@ -79,16 +79,6 @@ ratelimit::Observation observation_of(const http::ClientResult& result) {
       Clock::now());
 }
 
-ops::Outcome metric_outcome(api::OutcomeClass c) { return static_cast<ops::Outcome>(static_cast<int>(c)); }
-ops::Window metric_window(ratelimit::Window w) {
-  switch (w) {
-    case ratelimit::Window::rpm: return ops::Window::rpm;
-    case ratelimit::Window::daily: return ops::Window::daily;
-    case ratelimit::Window::parallel: return ops::Window::parallel;
-  }
-  return ops::Window::rpm;
-}
-
 }  // namespace
 
 struct Engine::State : std::enable_shared_from_this<Engine::State> {
@@ -175,9 +165,8 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
         bool ok = false;
         try {
           auto settings = options.queue;
-          double r = unit_random();
-          result = co_await pool.run([settings, wanted, r](pqxx::connection& c) {
-            return db::claim(c, settings, wanted, r);
+          result = co_await pool.run([settings, wanted](pqxx::connection& c) {
+            return db::claim(c, settings, wanted);
           });
           ok = true;
           note_database(true, "claim");
@@ -213,9 +202,9 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
         .Observe(std::chrono::duration<double>(result.elapsed).count());
     auto outcome = api::classify_submit(result);
     auto observation = observation_of(result);
-    metrics.submissions(metric_outcome(outcome.outcome)).Increment();
+    metrics.submissions(outcome.outcome).Increment();
     if (outcome.outcome == api::OutcomeClass::rate_limited) {
-      metrics.rate_limited(metric_window(outcome.window.value_or(ratelimit::Window::rpm))).Increment();
+      metrics.rate_limited(outcome.window.value_or(ratelimit::Window::rpm)).Increment();
       log::warning("rate_limited", {{"job", std::to_string(job.id)},
                                     {"window", ratelimit::to_string(outcome.window.value_or(ratelimit::Window::rpm))}});
     } else if (outcome.outcome == api::OutcomeClass::unauthorized) {
