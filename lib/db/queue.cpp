@@ -411,12 +411,20 @@ SubmitRecord record_submit(pqxx::connection& connection, const QueueSettings& se
   if (outcome.outcome == api::OutcomeClass::accepted) {
     tx.exec_params(sql::completion_lock, outcome.remote_id);
   }
-  auto locked = lock_account(tx, settings);
-  auto& state = locked.state;
-  const auto now = locked.now;
-  if (outcome.http_status != 0) ratelimit::observe(state, observation, now);
+  // The shared account row is every instance's hot spot: an accepted submit whose
+  // response says nothing about limits (an unlimited plan) leaves it alone, apart from
+  // the one-statement balance charge at the very end of the transaction.
+  const bool observed = observation.rpm.any() || observation.daily.any() ||
+                        observation.parallel.any() || observation.retry_after.has_value();
+  const bool touch_account = outcome.outcome != api::OutcomeClass::accepted || observed;
+  std::optional<Locked> locked;
+  if (touch_account) {
+    locked = lock_account(tx, settings);
+    if (outcome.http_status != 0) ratelimit::observe(locked->state, observation, locked->now);
+  }
   const int attempt = job.attempts + 1;
   pqxx::result changed;
+  std::int64_t charge = 0;
   using api::OutcomeClass;
   switch (outcome.outcome) {
     case OutcomeClass::accepted: {
@@ -425,7 +433,7 @@ SubmitRecord record_submit(pqxx::connection& connection, const QueueSettings& se
       changed = tx.exec_params(sql::jobs_mark_submitted, job.id, settings.instance, outcome.remote_id,
                                static_cast<long long>(cost), seconds(first_poll) * (webhooks_on ? 2 : 1));
       if (changed.affected_rows() > 0) {
-        tx.exec_params(sql::account_charge, settings.account, static_cast<long long>(cost));
+        charge = cost;
         record.new_state = "submitted";
         auto early = tx.exec_params(sql::inbox_take, outcome.remote_id);
         if (!early.empty()) {
@@ -440,14 +448,14 @@ SubmitRecord record_submit(pqxx::connection& connection, const QueueSettings& se
       break;
     }
     case OutcomeClass::invalid_job:
-      ratelimit::return_unaccepted(state, 1);
+      ratelimit::return_unaccepted(locked->state, 1);
       changed = tx.exec_params(sql::jobs_mark_failed, job.id, settings.instance,
                                error_json(outcome, attempt), 1);
       record.new_state = "failed";
       break;
     case OutcomeClass::transient: {
       // The API may not have accepted it; if it did, the next response's Day count says so.
-      ratelimit::return_unaccepted(state, 1);
+      ratelimit::return_unaccepted(locked->state, 1);
       if (attempt >= job.max_attempts) {
         changed = tx.exec_params(sql::jobs_mark_failed, job.id, settings.instance,
                                  error_json(outcome, attempt), 1);
@@ -455,27 +463,27 @@ SubmitRecord record_submit(pqxx::connection& connection, const QueueSettings& se
       } else {
         auto delay = api::retry_delay(attempt, settings.retry_base, settings.retry_max, unit_random);
         changed = tx.exec_params(sql::jobs_requeue, job.id, settings.instance,
-                                 error_json(outcome, attempt), 1, to_epoch_ms(now + delay),
+                                 error_json(outcome, attempt), 1, to_epoch_ms(locked->now + delay),
                                  std::string("retrying after a transient error"));
         record.new_state = "queued";
       }
       break;
     }
     case OutcomeClass::rate_limited: {
-      ratelimit::return_unaccepted(state, 1);
-      ratelimit::on_rate_limited(state, outcome.window, observation, now, settings.limiter);
+      ratelimit::return_unaccepted(locked->state, 1);
+      ratelimit::on_rate_limited(locked->state, outcome.window, observation, locked->now, settings.limiter);
       auto window = outcome.window.value_or(ratelimit::Window::rpm);
-      auto until = window == ratelimit::Window::rpm       ? state.rpm_paused_until
-                   : window == ratelimit::Window::daily   ? state.day_paused_until
-                                                          : state.parallel_paused_until;
+      auto until = window == ratelimit::Window::rpm       ? locked->state.rpm_paused_until
+                   : window == ratelimit::Window::daily   ? locked->state.day_paused_until
+                                                          : locked->state.parallel_paused_until;
       changed = tx.exec_params(sql::jobs_requeue, job.id, settings.instance, std::optional<std::string>(), 0,
-                               to_epoch_ms(until.value_or(now)),
+                               to_epoch_ms(until.value_or(locked->now)),
                                std::string("rate limited (") + ratelimit::to_string(window) + ")");
       record.new_state = "queued";
       break;
     }
     case OutcomeClass::no_credit:
-      ratelimit::return_unaccepted(state, 1);
+      ratelimit::return_unaccepted(locked->state, 1);
       if (outcome.credits_available) {
         tx.exec_params(sql::account_set_balance, settings.account,
                        static_cast<long long>(*outcome.credits_available));
@@ -483,20 +491,21 @@ SubmitRecord record_submit(pqxx::connection& connection, const QueueSettings& se
         tx.exec_params(sql::account_set_balance, settings.account, 0LL);
       }
       changed = tx.exec_params(sql::jobs_requeue, job.id, settings.instance, std::optional<std::string>(), 0,
-                               to_epoch_ms(now), std::string("waiting for credit (402 from the API)"));
+                               to_epoch_ms(locked->now), std::string("waiting for credit (402 from the API)"));
       record.new_state = "queued";
       break;
     case OutcomeClass::unauthorized:
-      ratelimit::return_unaccepted(state, 1);
+      ratelimit::return_unaccepted(locked->state, 1);
       tx.exec_params(sql::account_halt, settings.account,
                      "401 from the API: " + outcome.message.substr(0, 200));
       changed = tx.exec_params(sql::jobs_requeue, job.id, settings.instance, std::optional<std::string>(), 0,
-                               to_epoch_ms(now), std::string("dispatch halted: API key refused (401)"));
+                               to_epoch_ms(locked->now), std::string("dispatch halted: API key refused (401)"));
       record.new_state = "queued";
       break;
   }
   if (changed.affected_rows() == 0) record.new_state.clear();  // our lease was gone
-  save_account(tx, settings, state);
+  if (locked) save_account(tx, settings, locked->state);
+  if (charge > 0) tx.exec_params(sql::account_charge, settings.account, static_cast<long long>(charge));
   tx.commit();
   return record;
 }
