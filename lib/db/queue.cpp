@@ -8,6 +8,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
 namespace klingq::db {
 namespace json = boost::json;
 using ratelimit::AccountState;
@@ -58,9 +60,19 @@ constexpr const char* jobs_count_dispatching = "SELECT count(*), coalesce(sum(" 
 constexpr const char* jobs_count_submitted = "SELECT count(*) FROM klingq.jobs WHERE state = 'submitted'";
 
 constexpr const char* jobs_claim_candidates = "SELECT id, " KLINGQ_COST_CASE(
-    "$2::bigint", "$3::bigint", "$4::bigint", "$5::bigint") ", klingq.epoch_ms(run_after) FROM klingq.jobs "
+    "$2::bigint", "$3::bigint", "$4::bigint", "$5::bigint") ", klingq.epoch_ms(run_after), batch FROM klingq.jobs "
     "WHERE state = 'queued' AND run_after <= now() "
     "ORDER BY priority DESC, run_after, id LIMIT $1 FOR UPDATE SKIP LOCKED";
+
+// What each budgeted batch may still commit: failed jobs were refunded, so they do not count.
+constexpr const char* batch_budgets_left = "SELECT b.batch, b.budget - coalesce((SELECT sum(coalesce(j.credit_cost, "
+    KLINGQ_COST_CASE("$1::bigint", "$2::bigint", "$3::bigint", "$4::bigint") ")) FROM klingq.jobs j "
+    "WHERE j.batch = b.batch AND j.state IN ('dispatching', 'submitted', 'completed')), 0) "
+    "FROM klingq.batch_budgets b";
+constexpr const char* jobs_mark_batch_waiting = R"(
+UPDATE klingq.jobs SET wait_reason = 'batch budget spent (klingq.batch_budgets)'
+WHERE state = 'queued' AND batch = $1
+  AND wait_reason IS DISTINCT FROM 'batch budget spent (klingq.batch_budgets)')";
 
 constexpr const char* jobs_claim = R"(
 UPDATE klingq.jobs SET state = 'dispatching', lease_owner = $2,
@@ -353,12 +365,29 @@ ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, s
                              static_cast<long long>(cost.standard_10),
                              static_cast<long long>(cost.professional_5),
                              static_cast<long long>(cost.professional_10));
+  std::vector<std::string> budget_batches;
+  std::vector<std::int64_t> batch_left;
+  for (const auto& row : tx.exec_params(sql::batch_budgets_left, static_cast<long long>(cost.standard_5),
+                                        static_cast<long long>(cost.standard_10),
+                                        static_cast<long long>(cost.professional_5),
+                                        static_cast<long long>(cost.professional_10))) {
+    budget_batches.push_back(row[0].as<std::string>());
+    batch_left.push_back(row[1].as<long long>());
+  }
   std::vector<credit::Candidate> candidates;
   for (const auto& row : rows) {
-    candidates.push_back({row[1].as<long long>(), from_epoch_ms(row[2].as<long long>())});
+    credit::Candidate candidate{row[1].as<long long>(), from_epoch_ms(row[2].as<long long>())};
+    if (!row[3].is_null()) {
+      auto found = std::find(budget_batches.begin(), budget_batches.end(), row[3].as<std::string>());
+      if (found != budget_batches.end()) candidate.batch_budget = static_cast<int>(found - budget_batches.begin());
+    }
+    candidates.push_back(candidate);
   }
   auto choice = credit::choose(candidates, static_cast<std::size_t>(allowance.count), budget, now,
-                               settings.starvation);
+                               settings.starvation, batch_left);
+  for (int spent : choice.spent_batches) {
+    tx.exec_params(sql::jobs_mark_batch_waiting, budget_batches[static_cast<std::size_t>(spent)]);
+  }
   std::vector<std::int64_t> ids;
   for (auto index : choice.chosen) ids.push_back(rows[static_cast<pqxx::result::size_type>(index)][0].as<long long>());
 

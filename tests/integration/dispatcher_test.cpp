@@ -201,3 +201,19 @@ TEST_CASE("dispatch: a plan downgrade mid-run costs at most one 429 per window a
   CHECK(stack.scalar("SELECT parallel_limit FROM klingq.account") == 1);
   check_one_to_one(stack);
 }
+
+TEST_CASE("dispatch: a batch whose budget is spent waits in the queue with a reason") {
+  Stack stack({"--plan", "enterprise", "--time-scale", "60", "--gen-seconds", "1:1"});
+  stack.exec("INSERT INTO klingq.batch_budgets (batch, budget) VALUES ('capped', 250)");
+  stack.insert_jobs(5, "batch", "'capped'");
+  stack.insert_jobs(2);
+  stack.start_daemon(stack.with_webhooks({{"limits.plan", "enterprise"}}));
+  REQUIRE(Stack::wait_until([&] { return stack.scalar("SELECT count(*) FROM klingq.jobs WHERE state = 'completed'") == 4; }, 30s));
+  REQUIRE(Stack::wait_until([&] {
+    return stack.scalar("SELECT count(*) FROM klingq.jobs WHERE state = 'queued' AND wait_reason LIKE 'batch budget spent%'") == 3;
+  }, 10s));
+  CHECK(stack.scalar("SELECT count(*) FROM klingq.jobs WHERE batch IS NULL AND state = 'completed'") == 2);
+  stack.exec("UPDATE klingq.batch_budgets SET budget = 1000; NOTIFY klingq_jobs");
+  REQUIRE(Stack::wait_until([&] { return all_terminal(stack); }, 30s));
+  CHECK(stack.scalar("SELECT count(*) FROM klingq.jobs WHERE state = 'completed'") == 7);
+}

@@ -42,3 +42,12 @@ TEST_CASE("the gate never commits more than the budget") {
     CHECK(c.reserved == 700);
   }
 }
+
+TEST_CASE("a batch over its budget waits without holding others back") {
+  const TimePoint now = from_epoch_ms(1795608000000);
+  std::vector<Candidate> line = {{100, now, 0}, {100, now, 0}, {100, now, -1}, {100, now, 0}};
+  auto c = choose(line, 10, 1000, now, std::chrono::seconds(600), {150});
+  CHECK(c.chosen == std::vector<std::size_t>{0, 2});
+  CHECK(c.spent_batches == std::vector<int>{0});
+  CHECK(!c.short_of_credit);
+}
