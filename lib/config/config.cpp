@@ -57,6 +57,13 @@ Setter field(Member Config::*section, auto member_of_section) {
   };
 }
 
+// The cost table sits one level deeper (credits.cost.*) than field() reaches.
+Setter cost_field(std::int64_t CostTable::*member) {
+  return [member](const YAML::Node& node, Config& config, const std::string& key) {
+    config.credits.cost.*member = scalar<std::int64_t>(node, key, "an integer");
+  };
+}
+
 Plan parse_plan(const std::string& text, const std::string& key) {
   if (text == "free") return Plan::free;
   if (text == "starter") return Plan::starter;
@@ -93,22 +100,10 @@ const std::vector<Key>& keys() {
       {"credits.low_balance_warning", field(&Config::credits, &CreditsConfig::low_balance_warning)},
       {"credits.refresh_seconds", field(&Config::credits, &CreditsConfig::refresh_seconds)},
       {"credits.starvation_seconds", field(&Config::credits, &CreditsConfig::starvation_seconds)},
-      {"credits.cost.standard_5",
-       [](const YAML::Node& n, Config& c, const std::string& k) {
-         c.credits.cost.standard_5 = scalar<std::int64_t>(n, k, "an integer");
-       }},
-      {"credits.cost.standard_10",
-       [](const YAML::Node& n, Config& c, const std::string& k) {
-         c.credits.cost.standard_10 = scalar<std::int64_t>(n, k, "an integer");
-       }},
-      {"credits.cost.professional_5",
-       [](const YAML::Node& n, Config& c, const std::string& k) {
-         c.credits.cost.professional_5 = scalar<std::int64_t>(n, k, "an integer");
-       }},
-      {"credits.cost.professional_10",
-       [](const YAML::Node& n, Config& c, const std::string& k) {
-         c.credits.cost.professional_10 = scalar<std::int64_t>(n, k, "an integer");
-       }},
+      {"credits.cost.standard_5", cost_field(&CostTable::standard_5)},
+      {"credits.cost.standard_10", cost_field(&CostTable::standard_10)},
+      {"credits.cost.professional_5", cost_field(&CostTable::professional_5)},
+      {"credits.cost.professional_10", cost_field(&CostTable::professional_10)},
       {"dispatch.instance_id", field(&Config::dispatch, &DispatchConfig::instance_id)},
       {"dispatch.claim_batch", field(&Config::dispatch, &DispatchConfig::claim_batch)},
       {"dispatch.lease_seconds", field(&Config::dispatch, &DispatchConfig::lease_seconds)},
