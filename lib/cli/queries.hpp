@@ -106,11 +106,12 @@ SELECT account, limits_source,
 FROM klingq.limit_state WHERE account = 'default'
 )sql";
 
-// estimate: jobs still to be charged by mode and duration. $1: batch or NULL.
+// estimate: jobs still to be charged by mode and duration (a claim charges the known
+// balance at once, so dispatching rows are paid for already). $1: batch or NULL.
 inline constexpr const char* pending_by_price = R"sql(
 SELECT mode, duration, count(*)
 FROM klingq.jobs
-WHERE state IN ('queued', 'dispatching') AND ($1::text IS NULL OR batch = $1)
+WHERE state = 'queued' AND ($1::text IS NULL OR batch = $1)
 GROUP BY mode, duration ORDER BY mode, duration
 )sql";
 inline constexpr const char* account_balance = R"sql(

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <unordered_map>
 
 namespace klingq::db {
 namespace json = boost::json;
@@ -49,15 +50,19 @@ WHERE name = $1)";
 
 // Rows of a crashed instance come back; the same idempotency key makes the resubmit
 // return the job the API already has instead of charging again.
-constexpr const char* jobs_reap_expired_leases = R"(
+constexpr const char* jobs_reap_expired_leases = "WITH reaped AS (" R"(
 UPDATE klingq.jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
   wait_reason = 'lease of ' || lease_owner || ' expired; resubmitting with the same idempotency key'
-WHERE state = 'dispatching' AND lease_expires_at < now())";
+WHERE state = 'dispatching' AND lease_expires_at < now()
+RETURNING )" KLINGQ_COST_CASE("$1::bigint", "$2::bigint", "$3::bigint", "$4::bigint") " AS cost) "
+    "SELECT coalesce(sum(cost), 0) FROM reaped";
 
 // Two statements so each uses its partial index (a state IN (...) would not).
-constexpr const char* jobs_count_dispatching = "SELECT count(*), coalesce(sum(" KLINGQ_COST_CASE(
-    "$1::bigint", "$2::bigint", "$3::bigint", "$4::bigint") "), 0) FROM klingq.jobs WHERE state = 'dispatching'";
-constexpr const char* jobs_count_submitted = "SELECT count(*) FROM klingq.jobs WHERE state = 'submitted'";
+constexpr const char* jobs_count_dispatching = "SELECT count(*) FROM klingq.jobs WHERE state = 'dispatching'";
+// Counted only up to the parallel limit ($1): all the limiter needs to know is whether a
+// slot is free, and a large unlimited-plan backlog of submitted rows stays cheap.
+constexpr const char* jobs_count_submitted =
+    "SELECT count(*) FROM (SELECT 1 FROM klingq.jobs WHERE state = 'submitted' LIMIT $1) s";
 
 constexpr const char* jobs_claim_candidates = "SELECT id, " KLINGQ_COST_CASE(
     "$2::bigint", "$3::bigint", "$4::bigint", "$5::bigint") ", klingq.epoch_ms(run_after), batch FROM klingq.jobs "
@@ -81,11 +86,14 @@ WHERE id = ANY($1::bigint[])
 RETURNING id, prompt, duration, aspect_ratio, version, mode, options::text,
           idempotency_key::text, attempts, max_attempts, klingq.epoch_ms(created_at))";
 
-constexpr const char* jobs_mark_submitted = R"(
-UPDATE klingq.jobs SET state = 'submitted', remote_id = $3, credit_cost = $4,
-  attempts = attempts + 1, submitted_at = now(), lease_expires_at = NULL,
-  next_poll_at = now() + make_interval(secs => $5), wait_reason = NULL
-WHERE id = $1 AND state = 'dispatching' AND lease_owner = $2)";
+// A group of accepted submits: $1 = [{"id":..,"remote_id":..,"cost":..}, ...].
+constexpr const char* jobs_mark_submitted_many = R"(
+UPDATE klingq.jobs j SET state = 'submitted', remote_id = u.remote_id, credit_cost = u.cost,
+  attempts = j.attempts + 1, submitted_at = now(), lease_expires_at = NULL,
+  next_poll_at = now() + make_interval(secs => $3), wait_reason = NULL
+FROM jsonb_to_recordset($1::jsonb) AS u(id bigint, remote_id text, cost bigint)
+WHERE j.id = u.id AND j.state = 'dispatching' AND j.lease_owner = $2
+RETURNING j.id, j.credit_cost)";
 
 // last_error keeps the latest error and the history of all of them.
 constexpr const char* jobs_mark_failed = R"(
@@ -104,8 +112,11 @@ UPDATE klingq.jobs SET state = 'queued', attempts = attempts + $4, lease_owner =
                                             'history', coalesce(last_error -> 'history', '[]') || $3::jsonb) END
 WHERE id = $1 AND state = 'dispatching' AND lease_owner = $2)";
 
-constexpr const char* account_set_balance =
-    "UPDATE klingq.account SET balance = $2, balance_at = now() WHERE name = $1";
+// The API's balance, less what claimed rows not yet answered are expected to cost (their
+// charge was taken at the claim, see claim()).
+constexpr const char* account_set_balance = "UPDATE klingq.account SET balance = $2 - (SELECT coalesce(sum("
+    KLINGQ_COST_CASE("$3::bigint", "$4::bigint", "$5::bigint", "$6::bigint") "), 0) FROM klingq.jobs "
+    "WHERE state = 'dispatching'), balance_at = now() WHERE name = $1";
 constexpr const char* account_charge =
     "UPDATE klingq.account SET balance = balance - $2 WHERE name = $1 AND balance IS NOT NULL";
 constexpr const char* account_halt = R"(
@@ -115,6 +126,11 @@ constexpr const char* account_clear_halt =
     "UPDATE klingq.account SET halted_reason = NULL, halted_at = NULL WHERE name = $1";
 
 constexpr const char* completion_lock = "SELECT pg_advisory_xact_lock(hashtext('klingq.remote:' || $1))";
+// The same locks for a group of remote ids ($1, a JSON array), taken in one order so two
+// groups that share an id (a resubmit after a lost lease) cannot deadlock.
+constexpr const char* completion_lock_many = R"(
+SELECT pg_advisory_xact_lock(k) FROM (
+  SELECT hashtext('klingq.remote:' || r) AS k FROM jsonb_array_elements_text($1::jsonb) r ORDER BY k) s)";
 
 constexpr const char* jobs_complete = R"(
 UPDATE klingq.jobs SET state = $2::klingq.job_state, url = nullif($3, ''), metadata = $4::jsonb,
@@ -129,9 +145,9 @@ constexpr const char* jobs_state_by_remote_id = "SELECT state::text FROM klingq.
 constexpr const char* inbox_put = R"(
 INSERT INTO klingq.webhook_inbox (remote_id, status, url, metadata, error)
 VALUES ($1, $2, $3, $4::jsonb, $5) ON CONFLICT (remote_id) DO NOTHING)";
-constexpr const char* inbox_take = R"(
-DELETE FROM klingq.webhook_inbox WHERE remote_id = $1
-RETURNING status, coalesce(url, ''), coalesce(metadata::text, '{}'), coalesce(error, ''))";
+constexpr const char* inbox_take_many = R"(
+DELETE FROM klingq.webhook_inbox WHERE remote_id IN (SELECT jsonb_array_elements_text($1::jsonb))
+RETURNING remote_id, status, coalesce(url, ''), coalesce(metadata::text, '{}'), coalesce(error, ''))";
 constexpr const char* account_refund =
     "UPDATE klingq.account SET balance = balance + $2 WHERE name = $1 AND balance IS NOT NULL";
 constexpr const char* notify_slot_freed = "SELECT pg_notify('klingq_jobs', 'slot')";
@@ -156,10 +172,12 @@ WITH stuck AS (
 INSERT INTO klingq.job_events (job_id, from_state, to_state, instance, detail)
 SELECT id, 'submitted', 'submitted', lease_owner, '{"stuck": true}'::jsonb FROM stuck)";
 
-constexpr const char* jobs_release_leases = R"(
+constexpr const char* jobs_release_leases = "WITH released AS (" R"(
 UPDATE klingq.jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
   wait_reason = 'released at shutdown'
-WHERE state = 'dispatching' AND lease_owner = $1)";
+WHERE state = 'dispatching' AND lease_owner = $1
+RETURNING )" KLINGQ_COST_CASE("$2::bigint", "$3::bigint", "$4::bigint", "$5::bigint") " AS cost) "
+    "SELECT count(*), coalesce(sum(cost), 0) FROM released";
 
 constexpr const char* instance_heartbeat = R"(
 INSERT INTO klingq.instances (id, host, pid, version, status)
@@ -327,22 +345,29 @@ void ensure_account(pqxx::connection& connection, const QueueSettings& settings)
 ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, std::int64_t wanted) {
   ClaimResult result;
   pqxx::work tx(connection);
-  tx.exec(sql::jobs_reap_expired_leases);
+  const auto& cost = settings.cost;
+  // A crashed instance's claims were charged to the known balance: give that back.
+  const auto reaped_cost = tx.exec_params1(sql::jobs_reap_expired_leases, static_cast<long long>(cost.standard_5),
+                                           static_cast<long long>(cost.standard_10),
+                                           static_cast<long long>(cost.professional_5),
+                                           static_cast<long long>(cost.professional_10))[0]
+                               .as<long long>();
   auto locked = lock_account(tx, settings);
   const auto now = locked.now;
+  if (reaped_cost > 0 && locked.balance) {
+    tx.exec_params(sql::account_charge, settings.account, -reaped_cost);
+    *locked.balance += reaped_cost;
+  }
   if (locked.halted || locked.paused) {
     result.held_by = locked.halted ? Hold::halted : Hold::paused;
     tx.commit();
     return result;
   }
-  const auto& cost = settings.cost;
-  auto dispatching = tx.exec_params1(sql::jobs_count_dispatching, static_cast<long long>(cost.standard_5),
-                                     static_cast<long long>(cost.standard_10),
-                                     static_cast<long long>(cost.professional_5),
-                                     static_cast<long long>(cost.professional_10));
-  auto submitted = tx.exec1(sql::jobs_count_submitted);
-  const std::int64_t in_flight = dispatching[0].as<long long>() + submitted[0].as<long long>();
-  const std::int64_t reserved = dispatching[1].as<long long>();
+  std::int64_t in_flight = tx.exec1(sql::jobs_count_dispatching)[0].as<long long>();
+  if (locked.state.parallel_limit > 0) {
+    in_flight += tx.exec_params1(sql::jobs_count_submitted, static_cast<long long>(locked.state.parallel_limit))[0]
+                     .as<long long>();
+  }
 
   auto allowance = ratelimit::submit_allowance(locked.state, in_flight, wanted, now, settings.limiter);
   if (allowance.count <= 0) {
@@ -357,7 +382,9 @@ ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, s
     tx.commit();
     return result;
   }
-  const std::int64_t budget = *locked.balance - settings.credit_reserve - reserved;
+  // Claimed rows are charged at once (below), so the known balance already leaves out
+  // what the unanswered ones will cost: no other instance can spend it twice.
+  const std::int64_t budget = *locked.balance - settings.credit_reserve;
   // Look a little past the allowance so cheaper jobs can use credit a dear one cannot.
   const std::int64_t look = std::min<std::int64_t>(allowance.count * 4, allowance.count + 200);
   auto rows = tx.exec_params(sql::jobs_claim_candidates, static_cast<long long>(look),
@@ -412,6 +439,9 @@ ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, s
     }
     ratelimit::take_submits(locked.state, static_cast<std::int64_t>(result.jobs.size()), now,
                             settings.limiter);
+    std::int64_t charge = 0;
+    for (const auto& job : result.jobs) charge += job.expected_cost;
+    if (charge > 0) tx.exec_params(sql::account_charge, settings.account, static_cast<long long>(charge));
   }
   save_account(tx, settings, locked.state);
   tx.commit();
@@ -431,112 +461,137 @@ ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, s
   return result;
 }
 
-SubmitRecord record_submit(pqxx::connection& connection, const QueueSettings& settings,
-                           const ClaimedJob& job, const api::Outcome& outcome,
-                           const ratelimit::Observation& observation, bool webhooks_on,
-                           double unit_random) {
-  SubmitRecord record;
+std::vector<SubmitRecord> record_submits(pqxx::connection& connection, const QueueSettings& settings,
+                                         const std::vector<SubmitInput>& inputs, bool webhooks_on) {
+  std::vector<SubmitRecord> records(inputs.size());
   pqxx::work tx(connection);
-  if (outcome.outcome == api::OutcomeClass::accepted) {
-    tx.exec_params(sql::completion_lock, outcome.remote_id);
-  }
-  // The shared account row is every instance's hot spot: an accepted submit whose
-  // response says nothing about limits (an unlimited plan) leaves it alone, apart from
-  // the one-statement balance charge at the very end of the transaction.
-  const bool observed = observation.rpm.any() || observation.daily.any() ||
-                        observation.parallel.any() || observation.retry_after.has_value();
-  const bool touch_account = outcome.outcome != api::OutcomeClass::accepted || observed;
-  std::optional<Locked> locked;
-  if (touch_account) {
-    locked = lock_account(tx, settings);
-    if (outcome.http_status != 0) ratelimit::observe(locked->state, observation, locked->now);
-  }
-  const int attempt = job.attempts + 1;
-  pqxx::result changed;
-  std::int64_t charge = 0;
   using api::OutcomeClass;
-  switch (outcome.outcome) {
-    case OutcomeClass::accepted: {
-      const auto cost = outcome.credit_cost.value_or(job.expected_cost);
-      auto first_poll = settings.first_poll;
-      changed = tx.exec_params(sql::jobs_mark_submitted, job.id, settings.instance, outcome.remote_id,
-                               static_cast<long long>(cost), seconds(first_poll) * (webhooks_on ? 2 : 1));
-      if (changed.affected_rows() > 0) {
-        charge = cost;
-        record.new_state = "submitted";
-        auto early = tx.exec_params(sql::inbox_take, outcome.remote_id);
-        if (!early.empty()) {
-          Completion c{outcome.remote_id, early[0][0].as<std::string>(), early[0][1].as<std::string>(),
-                       early[0][2].as<std::string>(), early[0][3].as<std::string>()};
-          if (complete_locked(tx, settings.account, c).result == CompletionResult::applied) {
-            record.completed_early = true;
-            record.new_state = c.status;
-          }
-        }
-      }
-      break;
-    }
-    case OutcomeClass::invalid_job:
-      ratelimit::return_unaccepted(locked->state, 1);
-      changed = tx.exec_params(sql::jobs_mark_failed, job.id, settings.instance,
-                               error_json(outcome, attempt), 1);
-      record.new_state = "failed";
-      break;
-    case OutcomeClass::transient: {
-      // The API may not have accepted it; if it did, the next response's Day count says so.
-      ratelimit::return_unaccepted(locked->state, 1);
-      if (attempt >= job.max_attempts) {
+  // The shared account row is every instance's hot spot: accepted submits whose responses
+  // say nothing about limits (an unlimited plan) and cost what the claim charged for
+  // them leave it alone.
+  auto observed = [](const ratelimit::Observation& o) {
+    return o.rpm.any() || o.daily.any() || o.parallel.any() || o.retry_after.has_value();
+  };
+  const bool touch_account = std::any_of(inputs.begin(), inputs.end(), [&](const SubmitInput& in) {
+    return in.outcome.outcome != OutcomeClass::accepted || observed(in.observation);
+  });
+  json::array accepted;       // for jobs_mark_submitted_many
+  json::array accepted_ids;   // their remote ids, for the locks and the inbox
+  std::vector<std::size_t> accepted_index;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    if (inputs[i].outcome.outcome != OutcomeClass::accepted) continue;
+    const auto& in = inputs[i];
+    const auto cost = in.outcome.credit_cost.value_or(in.job.expected_cost);
+    accepted.push_back(json::object{{"id", in.job.id}, {"remote_id", in.outcome.remote_id}, {"cost", cost}});
+    accepted_ids.push_back(json::string(in.outcome.remote_id));
+    accepted_index.push_back(i);
+  }
+  // Serialises with a webhook for the same remote id (apply_completion), so an early
+  // webhook is either in the inbox below or finds the row submitted.
+  if (!accepted.empty()) tx.exec_params(sql::completion_lock_many, json::serialize(accepted_ids));
+
+  std::optional<Locked> locked;
+  if (touch_account) locked = lock_account(tx, settings);
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const auto& [job, outcome, observation, unit_random] = inputs[i];
+    if (locked && outcome.http_status != 0) ratelimit::observe(locked->state, observation, locked->now);
+    if (outcome.outcome == OutcomeClass::accepted) continue;  // all together below
+    const int attempt = job.attempts + 1;
+    auto& record = records[i];
+    pqxx::result changed;
+    ratelimit::return_unaccepted(locked->state, 1);
+    switch (outcome.outcome) {
+      case OutcomeClass::accepted:
+        break;
+      case OutcomeClass::invalid_job:
         changed = tx.exec_params(sql::jobs_mark_failed, job.id, settings.instance,
                                  error_json(outcome, attempt), 1);
         record.new_state = "failed";
-      } else {
-        auto delay = api::retry_delay(attempt, settings.retry_base, settings.retry_max, unit_random);
-        changed = tx.exec_params(sql::jobs_requeue, job.id, settings.instance,
-                                 error_json(outcome, attempt), 1, to_epoch_ms(locked->now + delay),
-                                 std::string("retrying after a transient error"));
+        break;
+      case OutcomeClass::transient:
+        // The API may not have accepted it; if it did, the next response's Day count says so.
+        if (attempt >= job.max_attempts) {
+          changed = tx.exec_params(sql::jobs_mark_failed, job.id, settings.instance,
+                                   error_json(outcome, attempt), 1);
+          record.new_state = "failed";
+        } else {
+          auto delay = api::retry_delay(attempt, settings.retry_base, settings.retry_max, unit_random);
+          changed = tx.exec_params(sql::jobs_requeue, job.id, settings.instance,
+                                   error_json(outcome, attempt), 1, to_epoch_ms(locked->now + delay),
+                                   std::string("retrying after a transient error"));
+          record.new_state = "queued";
+        }
+        break;
+      case OutcomeClass::rate_limited: {
+        ratelimit::on_rate_limited(locked->state, outcome.window, observation, locked->now, settings.limiter);
+        auto window = outcome.window.value_or(ratelimit::Window::rpm);
+        auto until = window == ratelimit::Window::rpm       ? locked->state.rpm_paused_until
+                     : window == ratelimit::Window::daily   ? locked->state.day_paused_until
+                                                            : locked->state.parallel_paused_until;
+        changed = tx.exec_params(sql::jobs_requeue, job.id, settings.instance, std::optional<std::string>(), 0,
+                                 to_epoch_ms(until.value_or(locked->now)),
+                                 std::string("rate limited (") + ratelimit::to_string(window) + ")");
         record.new_state = "queued";
+        break;
       }
-      break;
-    }
-    case OutcomeClass::rate_limited: {
-      ratelimit::return_unaccepted(locked->state, 1);
-      ratelimit::on_rate_limited(locked->state, outcome.window, observation, locked->now, settings.limiter);
-      auto window = outcome.window.value_or(ratelimit::Window::rpm);
-      auto until = window == ratelimit::Window::rpm       ? locked->state.rpm_paused_until
-                   : window == ratelimit::Window::daily   ? locked->state.day_paused_until
-                                                          : locked->state.parallel_paused_until;
-      changed = tx.exec_params(sql::jobs_requeue, job.id, settings.instance, std::optional<std::string>(), 0,
-                               to_epoch_ms(until.value_or(locked->now)),
-                               std::string("rate limited (") + ratelimit::to_string(window) + ")");
-      record.new_state = "queued";
-      break;
-    }
-    case OutcomeClass::no_credit:
-      ratelimit::return_unaccepted(locked->state, 1);
-      if (outcome.credits_available) {
+      case OutcomeClass::no_credit:
+        changed = tx.exec_params(sql::jobs_requeue, job.id, settings.instance, std::optional<std::string>(), 0,
+                                 to_epoch_ms(locked->now), std::string("waiting for credit (402 from the API)"));
+        // The API's word replaces the known balance (less the other unanswered claims),
+        // so this row's own charge needs no refund.
         tx.exec_params(sql::account_set_balance, settings.account,
-                       static_cast<long long>(*outcome.credits_available));
-      } else {
-        tx.exec_params(sql::account_set_balance, settings.account, 0LL);
-      }
-      changed = tx.exec_params(sql::jobs_requeue, job.id, settings.instance, std::optional<std::string>(), 0,
-                               to_epoch_ms(locked->now), std::string("waiting for credit (402 from the API)"));
-      record.new_state = "queued";
-      break;
-    case OutcomeClass::unauthorized:
-      ratelimit::return_unaccepted(locked->state, 1);
-      tx.exec_params(sql::account_halt, settings.account,
-                     "401 from the API: " + outcome.message.substr(0, 200));
-      changed = tx.exec_params(sql::jobs_requeue, job.id, settings.instance, std::optional<std::string>(), 0,
-                               to_epoch_ms(locked->now), std::string("dispatch halted: API key refused (401)"));
-      record.new_state = "queued";
-      break;
+                       static_cast<long long>(outcome.credits_available.value_or(0)),
+                       static_cast<long long>(settings.cost.standard_5), static_cast<long long>(settings.cost.standard_10),
+                       static_cast<long long>(settings.cost.professional_5),
+                       static_cast<long long>(settings.cost.professional_10));
+        record.new_state = "queued";
+        if (changed.affected_rows() == 0) record.new_state.clear();
+        continue;
+      case OutcomeClass::unauthorized:
+        tx.exec_params(sql::account_halt, settings.account,
+                       "401 from the API: " + outcome.message.substr(0, 200));
+        changed = tx.exec_params(sql::jobs_requeue, job.id, settings.instance, std::optional<std::string>(), 0,
+                                 to_epoch_ms(locked->now), std::string("dispatch halted: API key refused (401)"));
+        record.new_state = "queued";
+        break;
+    }
+    if (changed.affected_rows() == 0) {
+      record.new_state.clear();  // our lease was gone, and whoever took it refunded the claim
+    } else if (job.expected_cost > 0) {
+      // Not sent on to generation: the charge taken at the claim comes back.
+      tx.exec_params(sql::account_charge, settings.account, static_cast<long long>(-job.expected_cost));
+    }
   }
-  if (changed.affected_rows() == 0) record.new_state.clear();  // our lease was gone
+
+  std::int64_t charge = 0;  // what the API charged beyond what the claim expected
+  if (!accepted.empty()) {
+    std::unordered_map<std::int64_t, std::size_t> by_id;
+    for (auto i : accepted_index) by_id.emplace(inputs[i].job.id, i);
+    auto submitted = tx.exec_params(sql::jobs_mark_submitted_many, json::serialize(accepted), settings.instance,
+                                    seconds(settings.first_poll) * (webhooks_on ? 2 : 1));
+    for (const auto& row : submitted) {
+      const auto i = by_id.at(row[0].as<long long>());
+      charge += row[1].as<long long>() - inputs[i].job.expected_cost;
+      records[i].new_state = "submitted";
+    }
+    // Webhooks that beat their submit record waited in the inbox: apply them now.
+    auto early = tx.exec_params(sql::inbox_take_many, json::serialize(accepted_ids));
+    for (const auto& row : early) {
+      Completion c{row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>(),
+                   row[3].as<std::string>(), row[4].as<std::string>()};
+      if (complete_locked(tx, settings.account, c).result != CompletionResult::applied) continue;
+      for (auto i : accepted_index) {
+        if (inputs[i].outcome.remote_id == c.remote_id && records[i].new_state == "submitted") {
+          records[i].completed_early = true;
+          records[i].new_state = c.status;
+        }
+      }
+    }
+  }
   if (locked) save_account(tx, settings, locked->state);
-  if (charge > 0) tx.exec_params(sql::account_charge, settings.account, static_cast<long long>(charge));
+  if (charge != 0) tx.exec_params(sql::account_charge, settings.account, static_cast<long long>(charge));
   tx.commit();
-  return record;
+  return records;
 }
 
 void record_response(pqxx::connection& connection, const QueueSettings& settings,
@@ -617,16 +672,25 @@ CompletionOutcome apply_completion(pqxx::connection& connection, const QueueSett
 
 void set_balance(pqxx::connection& connection, const QueueSettings& settings, std::int64_t balance) {
   pqxx::work tx(connection);
-  tx.exec_params(sql::account_set_balance, settings.account, static_cast<long long>(balance));
+  const auto& cost = settings.cost;
+  tx.exec_params(sql::account_set_balance, settings.account, static_cast<long long>(balance),
+                 static_cast<long long>(cost.standard_5), static_cast<long long>(cost.standard_10),
+                 static_cast<long long>(cost.professional_5), static_cast<long long>(cost.professional_10));
   tx.commit();
 }
 
 std::int64_t release_leases(pqxx::connection& connection, const QueueSettings& settings) {
   pqxx::work tx(connection);
-  auto r = tx.exec_params(sql::jobs_release_leases, settings.instance);
+  const auto& cost = settings.cost;
+  auto released = tx.exec_params1(sql::jobs_release_leases, settings.instance,
+                                  static_cast<long long>(cost.standard_5), static_cast<long long>(cost.standard_10),
+                                  static_cast<long long>(cost.professional_5),
+                                  static_cast<long long>(cost.professional_10));
+  // Their claims were charged to the known balance; they were never sent.
+  if (released[1].as<long long>() > 0) tx.exec_params(sql::account_charge, settings.account, -released[1].as<long long>());
   tx.exec("SELECT pg_notify('klingq_jobs', 'released')");
   tx.commit();
-  return static_cast<std::int64_t>(r.affected_rows());
+  return released[0].as<long long>();
 }
 
 void clear_halt(pqxx::connection& connection, const QueueSettings& settings) {

@@ -66,17 +66,26 @@ void ensure_account(pqxx::connection& connection, const QueueSettings& settings)
 // Rows whose lease expired (a crashed instance) come back to the queue first.
 ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, std::int64_t wanted);
 
-// Records what the API said about one claimed row, updates the shared limiter from the
-// response headers, and returns the row's new state ("submitted", "queued", "failed",
-// or "" when this instance no longer held the lease).
+// What the API said about one claimed row, in the order the responses arrived.
+struct SubmitInput {
+  ClaimedJob job;
+  api::Outcome outcome;
+  ratelimit::Observation observation;
+  double unit_random = 0.5;  // jitter of a retry's backoff
+};
+// The row's new state ("submitted", "queued", "failed", or "" when this instance no
+// longer held the lease).
 struct SubmitRecord {
   std::string new_state;
   bool completed_early = false;  // a webhook had arrived before the submit was recorded
 };
-SubmitRecord record_submit(pqxx::connection& connection, const QueueSettings& settings,
-                           const ClaimedJob& job, const api::Outcome& outcome,
-                           const ratelimit::Observation& observation, bool webhooks_on,
-                           double unit_random);
+// Records a group of responses in one transaction (group commit: the responses that
+// arrived while the previous group was being written) and updates the shared limiter
+// from their headers. The account row is locked once for the group, and only when a
+// response says something about limits or was not an acceptance. Returns one record per
+// input, in order.
+std::vector<SubmitRecord> record_submits(pqxx::connection& connection, const QueueSettings& settings,
+                                         const std::vector<SubmitInput>& inputs, bool webhooks_on);
 
 // Headers (and a 429) from a request that was not a submit.
 void record_response(pqxx::connection& connection, const QueueSettings& settings,

@@ -86,7 +86,7 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
         EngineOptions options)
       : executor(executor), pool(pool), api(api), metrics(metrics), options(std::move(options)),
         claim_timer(executor), poll_timer(executor), credit_timer(executor), heartbeat_timer(executor),
-        drained(executor), random(std::random_device{}()) {}
+        drained(executor), record_timer(executor), random(std::random_device{}()) {}
 
   asio::any_io_executor executor;
   db::Pool& pool;
@@ -99,6 +99,8 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
   asio::steady_timer credit_timer;
   asio::steady_timer heartbeat_timer;
   asio::steady_timer drained;          // cancelled when the last in-flight request ends
+  asio::steady_timer record_timer;     // the record loop sleeps here while nothing waits
+  std::vector<db::SubmitInput> to_record;  // answered submits, oldest first
   bool woken = false;                  // a wake() that arrived while the loop was busy
   bool credit_poke = false;            // the claim loop wants a fresh balance
   bool stopping = false;
@@ -143,7 +145,9 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
 
   void request_started() { ++in_flight; }
   void request_finished() {
-    if (--in_flight == 0) drained.cancel();
+    if (--in_flight > 0) return;
+    drained.cancel();
+    if (stopping) record_timer.cancel();  // the record loop may end now
   }
 
   awaitable<void> sleep(asio::steady_timer& timer, std::chrono::steady_clock::duration d) {
@@ -218,37 +222,68 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
                                   {"status", std::to_string(outcome.http_status)},
                                   {"message", outcome.message}});
     }
-    // Record, retrying while the database is away: the API may have charged for this
-    // job, and only this row knows it. If we give up (shutdown), the lease expires and
-    // the resubmit with the same idempotency key finds the same job.
-    for (int attempt = 0;; ++attempt) {
+    to_record.push_back(db::SubmitInput{std::move(job), std::move(outcome), observation, unit_random()});
+    record_timer.cancel();  // the record loop writes it with whatever else has arrived
+  }
+
+  // Group commit of submit outcomes: one transaction records every response that arrived
+  // while the previous one was being written, so the shared account row is locked once
+  // per group instead of once per job. A submit counts as in flight until it is recorded.
+  awaitable<void> record_loop() {
+    auto self = shared_from_this();
+    int failures = 0;
+    std::size_t alone = 0;  // after a failed group: record this many one by one, to isolate a bad one
+    while (!stopping || in_flight > 0) {
+      if (to_record.empty()) {
+        co_await sleep(record_timer, std::chrono::hours(1));
+        continue;
+      }
+      const auto take = static_cast<std::ptrdiff_t>(alone > 0 ? 1 : std::min<std::size_t>(to_record.size(), 1000));
+      auto group = std::make_shared<std::vector<db::SubmitInput>>(std::make_move_iterator(to_record.begin()),
+                                                                  std::make_move_iterator(to_record.begin() + take));
+      to_record.erase(to_record.begin(), to_record.begin() + take);
       try {
         auto settings = options.queue;
         const bool webhooks = !options.webhook_url.empty();
-        double r = unit_random();
-        auto record = co_await pool.run([settings, job, outcome, observation, webhooks, r](pqxx::connection& c) {
-          return db::record_submit(c, settings, job, outcome, observation, webhooks, r);
+        auto records = co_await pool.run([settings, group, webhooks](pqxx::connection& c) {
+          return db::record_submits(c, settings, *group, webhooks);
         });
         note_database(true, "record_submit");
-        if (outcome.outcome == api::OutcomeClass::accepted && !record.new_state.empty()) {
-          metrics.credit_spent().Increment(static_cast<double>(outcome.credit_cost.value_or(job.expected_cost)));
-          metrics.insert_to_submit().Observe(
-              std::chrono::duration<double>(Clock::now() - job.created_at).count());
-          log::debug("submitted", {{"job", std::to_string(job.id)}, {"remote_id", outcome.remote_id}});
-        }
-        if (record.new_state.empty()) {
-          log::warning("lease_lost", {{"job", std::to_string(job.id)}});
-        }
-        break;
+        failures = 0;
+        if (alone > 0) --alone;
+        for (std::size_t i = 0; i < records.size(); ++i) recorded((*group)[i], records[i]);
+        wake();
+        continue;
       } catch (const std::exception& e) {
         note_database(false, "record_submit", &e);
+        ++failures;
       }
-      if (stopping && attempt > 3) break;
+      // Retry while the database is away: the API may have charged for these jobs, and
+      // only their rows know it. When we give up (shutdown), the leases expire and the
+      // resubmit with the same idempotency key finds the same job.
+      if (stopping && failures > 3) {
+        const auto lost = to_record.size() + group->size();
+        log::warning("shutdown_with_unrecorded_submits", {{"count", std::to_string(lost)}});
+        to_record.clear();
+        for (std::size_t i = 0; i < lost; ++i) request_finished();
+        continue;
+      }
+      if (group->size() > 1) alone = group->size();
+      to_record.insert(to_record.begin(), std::make_move_iterator(group->begin()), std::make_move_iterator(group->end()));
       asio::steady_timer backoff(executor);
-      co_await sleep(backoff, std::min<std::chrono::steady_clock::duration>(100ms * (1 << std::min(attempt, 5)), 3s));
+      co_await sleep(backoff, std::min<std::chrono::steady_clock::duration>(100ms * (1 << std::min(failures, 5)), 3s));
     }
+  }
+
+  void recorded(const db::SubmitInput& input, const db::SubmitRecord& record) {
+    const auto& [job, outcome, observation, r] = input;
+    if (outcome.outcome == api::OutcomeClass::accepted && !record.new_state.empty()) {
+      metrics.credit_spent().Increment(static_cast<double>(outcome.credit_cost.value_or(job.expected_cost)));
+      metrics.insert_to_submit().Observe(std::chrono::duration<double>(Clock::now() - job.created_at).count());
+      log::debug("submitted", {{"job", std::to_string(job.id)}, {"remote_id", outcome.remote_id}});
+    }
+    if (record.new_state.empty()) log::warning("lease_lost", {{"job", std::to_string(job.id)}});
     request_finished();
-    wake();
   }
 
   // ---- polling ----------------------------------------------------------------------
@@ -541,6 +576,7 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
     poll_timer.cancel();
     credit_timer.cancel();
     heartbeat_timer.cancel();
+    record_timer.cancel();
     if (listen_socket) listen_socket->cancel();
   }
 };
@@ -560,6 +596,7 @@ awaitable<void> Engine::run() {
   }
   s.spawn_loop(&State::listen_loop);
   s.spawn_loop(&State::claim_loop);
+  s.spawn_loop(&State::record_loop);
   s.spawn_loop(&State::poll_loop);
   s.spawn_loop(&State::credit_loop);
   s.spawn_loop(&State::heartbeat_loop);

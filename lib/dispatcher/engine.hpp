@@ -4,8 +4,10 @@
 //   claim loop    wakes on NOTIFY, on a freed slot or token, or on a slow safety timer;
 //                 claims what every limit and the credit gate allow (db::claim) and
 //                 starts one submit per row
-//   submit        one HTTP exchange per row; the outcome is classified once and recorded
-//                 with the response's rate-limit headers (db::record_submit)
+//   submit        one HTTP exchange per row; the outcome is classified once
+//   record loop   group commit: every outcome that arrived while the previous group was
+//                 being written is recorded, with the responses' rate-limit headers, in
+//                 one transaction (db::record_submits)
 //   poll loop     status queries for jobs whose webhook is missing or late, within the
 //                 poll share of the request budget
 //   credit loop   the balance query at start, periodically, and soon after a credit hold

@@ -1,0 +1,151 @@
+// lib/db/queue's transactions called directly on a real PostgreSQL: the claim charges the
+// known balance, a group of submit outcomes is recorded in one transaction, and every
+// way a claimed row leaves `dispatching` without being sent gives its charge back.
+#include "db/migrations.hpp"
+#include "db/queue.hpp"
+#include "support/pg_cluster.hpp"
+
+#include <doctest/doctest.h>
+#include <pqxx/pqxx>
+
+#include <map>
+
+using klingq::testing::PgCluster;
+namespace db = klingq::db;
+namespace api = klingq::api;
+
+namespace {
+
+db::QueueSettings settings_for(const std::string& instance) {
+  db::QueueSettings s;
+  s.instance = instance;
+  s.plan = {0, 0, 0};  // enterprise: no limits, only the credit gate decides
+  s.retry_base = std::chrono::seconds(60);
+  return s;
+}
+
+std::int64_t balance(pqxx::connection& c) {
+  pqxx::read_transaction tx(c);
+  return tx.exec1("SELECT balance FROM klingq.account WHERE name = 'default'")[0].as<std::int64_t>();
+}
+
+std::map<std::int64_t, std::string> states(pqxx::connection& c) {
+  pqxx::read_transaction tx(c);
+  std::map<std::int64_t, std::string> out;
+  for (const auto& row : tx.exec("SELECT id, state::text FROM klingq.jobs")) out[row[0].as<std::int64_t>()] = row[1].c_str();
+  return out;
+}
+
+void insert_jobs(pqxx::connection& c, int n) {
+  pqxx::work tx(c);
+  tx.exec("INSERT INTO klingq.jobs (prompt, max_attempts) SELECT 'prompt ' || g, 3 FROM generate_series(1, " +
+          std::to_string(n) + ") g");
+  tx.commit();
+}
+
+api::Outcome accepted(const std::string& remote_id, std::int64_t cost) {
+  api::Outcome o;
+  o.outcome = api::OutcomeClass::accepted;
+  o.http_status = 200;
+  o.remote_id = remote_id;
+  o.credit_cost = cost;
+  return o;
+}
+
+api::Outcome refused(api::OutcomeClass kind, unsigned status) {
+  api::Outcome o;
+  o.outcome = kind;
+  o.http_status = status;
+  o.message = "refused in a test";
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("a claim charges the known balance and a group of outcomes settles it in one transaction") {
+  pqxx::connection c(PgCluster::shared().migrated_database());
+  auto settings = settings_for("queue-test");
+  const std::int64_t unit = settings.cost.standard_5;
+  db::ensure_account(c, settings);
+  db::set_balance(c, settings, 10000);
+  insert_jobs(c, 5);
+
+  auto claim = db::claim(c, settings, 5);
+  REQUIRE(claim.jobs.size() == 5);
+  CHECK(balance(c) == 10000 - 5 * unit);
+
+  // A webhook for the fifth job arrives before its submit is recorded: it waits in the inbox.
+  db::Completion early{"remote-5", "failed", "", "{}", "generation failed"};
+  CHECK(db::apply_completion(c, settings, early).result == db::CompletionResult::unknown_stored);
+
+  std::vector<db::SubmitInput> group;
+  group.push_back({claim.jobs[0], accepted("remote-1", unit), {}, 0.5});
+  group.push_back({claim.jobs[1], accepted("remote-2", unit + 3), {}, 0.5});  // the API charged more
+  group.push_back({claim.jobs[2], refused(api::OutcomeClass::invalid_job, 400), {}, 0.5});
+  group.push_back({claim.jobs[3], refused(api::OutcomeClass::transient, 503), {}, 0.5});
+  group.push_back({claim.jobs[4], accepted("remote-5", unit), {}, 0.5});
+  auto records = db::record_submits(c, settings, group, false);
+
+  REQUIRE(records.size() == 5);
+  CHECK(records[0].new_state == "submitted");
+  CHECK(records[1].new_state == "submitted");
+  CHECK(records[2].new_state == "failed");
+  CHECK(records[3].new_state == "queued");
+  CHECK(records[4].new_state == "failed");
+  CHECK(records[4].completed_early);
+  auto now = states(c);
+  CHECK(now[claim.jobs[0].id] == "submitted");
+  CHECK(now[claim.jobs[2].id] == "failed");
+  CHECK(now[claim.jobs[3].id] == "queued");
+  CHECK(now[claim.jobs[4].id] == "failed");
+  // Two sent on and kept (one 3 dearer), two given back, one refunded by its failure.
+  CHECK(balance(c) == 10000 - 2 * unit - 3);
+  {
+    pqxx::read_transaction tx(c);
+    CHECK(tx.exec1("SELECT count(*) FROM klingq.webhook_inbox")[0].as<int>() == 0);
+    CHECK(tx.exec1("SELECT credit_cost FROM klingq.jobs WHERE remote_id = 'remote-2'")[0].as<int>() == unit + 3);
+  }
+
+  // Recording the same group again (a retry after a lost commit reply) changes nothing.
+  auto again = db::record_submits(c, settings, group, false);
+  for (const auto& record : again) CHECK(record.new_state.empty());
+  CHECK(balance(c) == 10000 - 2 * unit - 3);
+}
+
+TEST_CASE("a refreshed balance leaves out unanswered claims - expired and released leases give their charge back") {
+  pqxx::connection c(PgCluster::shared().migrated_database());
+  auto settings = settings_for("queue-test-a");
+  const std::int64_t unit = settings.cost.standard_5;
+  db::ensure_account(c, settings);
+  db::set_balance(c, settings, 1000);
+  insert_jobs(c, 4);
+
+  auto first = db::claim(c, settings, 2);
+  REQUIRE(first.jobs.size() == 2);
+  CHECK(balance(c) == 1000 - 2 * unit);
+  // The API says 5000: the two rows on their way are not in it yet.
+  db::set_balance(c, settings, 5000);
+  CHECK(balance(c) == 5000 - 2 * unit);
+
+  // The instance holding them dies; another reaps the expired leases and claims again.
+  {
+    pqxx::work tx(c);
+    tx.exec("UPDATE klingq.jobs SET lease_expires_at = now() - interval '1 second' WHERE state = 'dispatching'");
+    tx.commit();
+  }
+  auto other = settings_for("queue-test-b");
+  auto second = db::claim(c, other, 4);
+  CHECK(second.jobs.size() == 4);
+  CHECK(balance(c) == 5000 - 4 * unit);
+
+  // A 402 replaces the balance with the API's figure, less the other unanswered claims.
+  api::Outcome no_credit = refused(api::OutcomeClass::no_credit, 402);
+  no_credit.credits_available = 1000;
+  auto records = db::record_submits(c, other, {{second.jobs[0], no_credit, {}, 0.5}}, false);
+  CHECK(records[0].new_state == "queued");
+  CHECK(balance(c) == 1000 - 3 * unit);
+
+  // Shutdown releases the rest and gives their charge back.
+  CHECK(db::release_leases(c, other) == 3);
+  CHECK(balance(c) == 1000);
+}
