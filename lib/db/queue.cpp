@@ -33,7 +33,9 @@ SELECT rpm_limit, rpm_remaining, klingq.epoch_ms(rpm_reset_at), klingq.epoch_ms(
        klingq.epoch_ms(poll_next_at), klingq.epoch_ms(rpm_paused_until),
        day_limit, day_used, klingq.epoch_ms(day_reset_at), klingq.epoch_ms(day_paused_until),
        parallel_limit, klingq.epoch_ms(parallel_paused_until), limits_source,
-       balance, halted_reason, paused, klingq.epoch_ms(clock_timestamp())
+       balance, halted_reason, paused, klingq.epoch_ms(clock_timestamp()),
+       (SELECT count(*) FROM klingq.jobs WHERE state = 'dispatching'),
+       EXISTS (SELECT 1 FROM klingq.batch_budgets)
 FROM klingq.account WHERE name = $1 FOR UPDATE)";
 
 constexpr const char* account_save = R"(
@@ -45,7 +47,7 @@ UPDATE klingq.account SET
   day_limit = $8, day_used = $9, day_reset_at = klingq.from_epoch_ms($10),
   day_paused_until = klingq.from_epoch_ms($11),
   parallel_limit = $12, parallel_paused_until = klingq.from_epoch_ms($13),
-  limits_source = $14, updated_at = now()
+  limits_source = $14, balance = balance - $15, updated_at = now()
 WHERE name = $1)";
 
 // Rows of a crashed instance come back; the same idempotency key makes the resubmit
@@ -57,8 +59,6 @@ WHERE state = 'dispatching' AND lease_expires_at < now()
 RETURNING )" KLINGQ_COST_CASE("$1::bigint", "$2::bigint", "$3::bigint", "$4::bigint") " AS cost) "
     "SELECT coalesce(sum(cost), 0) FROM reaped";
 
-// Two statements so each uses its partial index (a state IN (...) would not).
-constexpr const char* jobs_count_dispatching = "SELECT count(*) FROM klingq.jobs WHERE state = 'dispatching'";
 // Counted only up to the parallel limit ($1): all the limiter needs to know is whether a
 // slot is free, and a large unlimited-plan backlog of submitted rows stays cheap.
 constexpr const char* jobs_count_submitted =
@@ -197,6 +197,30 @@ SELECT count(*) FROM klingq.jobs WHERE state = 'submitted'
 
 namespace {
 
+// Every statement runs prepared: libpqxx registers it once per connection (PREPAREd on
+// first use, again after a reconnect), so the hot claim and record statements are parsed
+// and planned once instead of on every call. The name is the text's hash.
+const std::string& statement_name(const char* text) {
+  thread_local std::unordered_map<const char*, std::string> names;
+  auto [it, fresh] = names.try_emplace(text);
+  if (fresh) it->second = "klingq_" + std::to_string(std::hash<std::string_view>{}(text));
+  return it->second;
+}
+
+template <typename... Args>
+pqxx::result exec(pqxx::transaction_base& tx, const char* text, Args&&... args) {
+  const auto& name = statement_name(text);
+  tx.conn().prepare(name, text);
+  return tx.exec_prepared(name, std::forward<Args>(args)...);
+}
+
+template <typename... Args>
+pqxx::row exec1(pqxx::transaction_base& tx, const char* text, Args&&... args) {
+  auto rows = exec(tx, text, std::forward<Args>(args)...);
+  if (rows.size() != 1) throw pqxx::unexpected_rows("expected 1 row, got " + std::to_string(rows.size()));
+  return rows[0];
+}
+
 std::optional<long long> opt_ms(const std::optional<TimePoint>& t) {
   if (!t) return std::nullopt;
   return to_epoch_ms(*t);
@@ -220,10 +244,12 @@ struct Locked {
   bool halted = false;
   bool paused = false;
   TimePoint now;
+  std::int64_t dispatching = 0;  // claimed rows not yet answered, of every instance
+  bool batch_budgets = false;    // klingq.batch_budgets has rows
 };
 
 Locked lock_account(pqxx::work& tx, const QueueSettings& settings) {
-  auto rows = tx.exec_params(sql::account_lock, settings.account);
+  auto rows = exec(tx, sql::account_lock, settings.account);
   if (rows.empty()) throw std::runtime_error("klingq.account row '" + settings.account + "' is missing");
   const auto& r = rows[0];
   Locked locked;
@@ -246,18 +272,21 @@ Locked lock_account(pqxx::work& tx, const QueueSettings& settings) {
   locked.paused = r[15].as<bool>();
   // The database's clock, so every instance decides on the same time.
   locked.now = from_epoch_ms(r[16].as<long long>());
+  locked.dispatching = r[17].as<long long>();
+  locked.batch_budgets = r[18].as<bool>();
   ratelimit::roll(s, locked.now, settings.limiter);
   return locked;
 }
 
-void save_account(pqxx::work& tx, const QueueSettings& settings, const AccountState& s) {
-  tx.exec_params(sql::account_save, settings.account, static_cast<long long>(s.rpm_limit),
-                 s.rpm_remaining ? std::optional<long long>(*s.rpm_remaining) : std::nullopt,
-                 opt_ms(s.rpm_reset_at), opt_ms(s.rpm_next_at), opt_ms(s.poll_next_at),
-                 opt_ms(s.rpm_paused_until), static_cast<long long>(s.day_limit),
-                 static_cast<long long>(s.day_used), opt_ms(s.day_reset_at),
-                 opt_ms(s.day_paused_until), static_cast<long long>(s.parallel_limit),
-                 opt_ms(s.parallel_paused_until), s.limits_source);
+// Writes the limiter state back; `charge` is taken from the known balance in the same statement.
+void save_account(pqxx::work& tx, const QueueSettings& settings, const AccountState& s, std::int64_t charge = 0) {
+  exec(tx, sql::account_save, settings.account, static_cast<long long>(s.rpm_limit),
+       s.rpm_remaining ? std::optional<long long>(*s.rpm_remaining) : std::nullopt,
+       opt_ms(s.rpm_reset_at), opt_ms(s.rpm_next_at), opt_ms(s.poll_next_at),
+       opt_ms(s.rpm_paused_until), static_cast<long long>(s.day_limit),
+       static_cast<long long>(s.day_used), opt_ms(s.day_reset_at),
+       opt_ms(s.day_paused_until), static_cast<long long>(s.parallel_limit),
+       opt_ms(s.parallel_paused_until), s.limits_source, static_cast<long long>(charge));
 }
 
 std::string error_json(const api::Outcome& outcome, int attempt) {
@@ -287,23 +316,23 @@ CompletionOutcome complete_locked(pqxx::work& tx, const std::string& account, co
     error = json::serialize(json::object{{"class", "remote_failed"},
                                          {"message", c.error.empty() ? "failed" : c.error}});
   }
-  auto rows = tx.exec_params(sql::jobs_complete, c.remote_id, c.status, c.url, c.metadata_json, error);
+  auto rows = exec(tx, sql::jobs_complete, c.remote_id, c.status, c.url, c.metadata_json, error);
   if (!rows.empty()) {
     out.result = CompletionResult::applied;
     out.job_id = rows[0][0].as<long long>();
     if (!rows[0][2].is_null()) out.submit_to_complete_seconds = rows[0][2].as<double>();
     if (c.status == "failed" && !rows[0][1].is_null()) {
-      tx.exec_params(sql::account_refund, account, rows[0][1].as<long long>());
+      exec(tx, sql::account_refund, account, rows[0][1].as<long long>());
     }
-    tx.exec(sql::notify_slot_freed);
+    exec(tx, sql::notify_slot_freed);
     return out;
   }
-  auto state = tx.exec_params(sql::jobs_state_by_remote_id, c.remote_id);
+  auto state = exec(tx, sql::jobs_state_by_remote_id, c.remote_id);
   if (!state.empty()) {
     out.result = CompletionResult::duplicate;
     return out;
   }
-  tx.exec_params(sql::inbox_put, c.remote_id, c.status, c.url, c.metadata_json, c.error);
+  exec(tx, sql::inbox_put, c.remote_id, c.status, c.url, c.metadata_json, c.error);
   out.result = CompletionResult::unknown_stored;
   return out;
 }
@@ -336,70 +365,60 @@ const char* to_string(Hold hold) {
 
 void ensure_account(pqxx::connection& connection, const QueueSettings& settings) {
   pqxx::work tx(connection);
-  tx.exec_params(sql::account_ensure, settings.account, static_cast<long long>(settings.plan.rpm),
-                 static_cast<long long>(settings.plan.parallel),
-                 static_cast<long long>(settings.plan.daily));
+  exec(tx, sql::account_ensure, settings.account, static_cast<long long>(settings.plan.rpm),
+       static_cast<long long>(settings.plan.parallel),
+       static_cast<long long>(settings.plan.daily));
   tx.commit();
 }
 
-ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, std::int64_t wanted) {
+ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, std::int64_t wanted,
+                  bool reap_leases) {
   ClaimResult result;
   pqxx::work tx(connection);
   const auto& cost = settings.cost;
-  // A crashed instance's claims were charged to the known balance: give that back.
-  const auto reaped_cost = tx.exec_params1(sql::jobs_reap_expired_leases, static_cast<long long>(cost.standard_5),
-                                           static_cast<long long>(cost.standard_10),
-                                           static_cast<long long>(cost.professional_5),
-                                           static_cast<long long>(cost.professional_10))[0]
-                               .as<long long>();
+  const long long c5 = cost.standard_5, c10 = cost.standard_10, p5 = cost.professional_5, p10 = cost.professional_10;
+  // A crashed instance's claims were charged to the known balance: they give it back.
+  std::int64_t charge = 0;
+  if (reap_leases) charge -= exec1(tx, sql::jobs_reap_expired_leases, c5, c10, p5, p10)[0].as<long long>();
   auto locked = lock_account(tx, settings);
   const auto now = locked.now;
-  if (reaped_cost > 0 && locked.balance) {
-    tx.exec_params(sql::account_charge, settings.account, -reaped_cost);
-    *locked.balance += reaped_cost;
-  }
-  if (locked.halted || locked.paused) {
-    result.held_by = locked.halted ? Hold::halted : Hold::paused;
+  auto finish = [&] {
+    save_account(tx, settings, locked.state, charge);
     tx.commit();
     return result;
+  };
+  if (locked.halted || locked.paused) {
+    result.held_by = locked.halted ? Hold::halted : Hold::paused;
+    return finish();
   }
-  std::int64_t in_flight = tx.exec1(sql::jobs_count_dispatching)[0].as<long long>();
+  std::int64_t in_flight = locked.dispatching;
   if (locked.state.parallel_limit > 0) {
-    in_flight += tx.exec_params1(sql::jobs_count_submitted, static_cast<long long>(locked.state.parallel_limit))[0]
+    in_flight += exec1(tx, sql::jobs_count_submitted, static_cast<long long>(locked.state.parallel_limit))[0]
                      .as<long long>();
   }
-
   auto allowance = ratelimit::submit_allowance(locked.state, in_flight, wanted, now, settings.limiter);
   if (allowance.count <= 0) {
     result.held_by = hold_of(allowance.blocked_by);
     result.retry_at = allowance.retry_at;
-    save_account(tx, settings, locked.state);  // the roll of ended windows
-    tx.commit();
-    return result;
+    return finish();  // with the roll of ended windows
   }
   if (!locked.balance) {
     result.held_by = Hold::no_balance;
-    tx.commit();
-    return result;
+    return finish();
   }
   // Claimed rows are charged at once (below), so the known balance already leaves out
   // what the unanswered ones will cost: no other instance can spend it twice.
-  const std::int64_t budget = *locked.balance - settings.credit_reserve;
+  const std::int64_t budget = *locked.balance - charge - settings.credit_reserve;
   // Look a little past the allowance so cheaper jobs can use credit a dear one cannot.
   const std::int64_t look = std::min<std::int64_t>(allowance.count * 4, allowance.count + 200);
-  auto rows = tx.exec_params(sql::jobs_claim_candidates, static_cast<long long>(look),
-                             static_cast<long long>(cost.standard_5),
-                             static_cast<long long>(cost.standard_10),
-                             static_cast<long long>(cost.professional_5),
-                             static_cast<long long>(cost.professional_10));
+  auto rows = exec(tx, sql::jobs_claim_candidates, static_cast<long long>(look), c5, c10, p5, p10);
   std::vector<std::string> budget_batches;
   std::vector<std::int64_t> batch_left;
-  for (const auto& row : tx.exec_params(sql::batch_budgets_left, static_cast<long long>(cost.standard_5),
-                                        static_cast<long long>(cost.standard_10),
-                                        static_cast<long long>(cost.professional_5),
-                                        static_cast<long long>(cost.professional_10))) {
-    budget_batches.push_back(row[0].as<std::string>());
-    batch_left.push_back(row[1].as<long long>());
+  if (locked.batch_budgets) {
+    for (const auto& row : exec(tx, sql::batch_budgets_left, c5, c10, p5, p10)) {
+      budget_batches.push_back(row[0].as<std::string>());
+      batch_left.push_back(row[1].as<long long>());
+    }
   }
   std::vector<credit::Candidate> candidates;
   for (const auto& row : rows) {
@@ -413,14 +432,13 @@ ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, s
   auto choice = credit::choose(candidates, static_cast<std::size_t>(allowance.count), budget, now,
                                settings.starvation, batch_left);
   for (int spent : choice.spent_batches) {
-    tx.exec_params(sql::jobs_mark_batch_waiting, budget_batches[static_cast<std::size_t>(spent)]);
+    exec(tx, sql::jobs_mark_batch_waiting, budget_batches[static_cast<std::size_t>(spent)]);
   }
   std::vector<std::int64_t> ids;
   for (auto index : choice.chosen) ids.push_back(rows[static_cast<pqxx::result::size_type>(index)][0].as<long long>());
 
   if (!ids.empty()) {
-    auto claimed = tx.exec_params(sql::jobs_claim, ids_array(ids), settings.instance,
-                                  seconds(settings.lease));
+    auto claimed = exec(tx, sql::jobs_claim, ids_array(ids), settings.instance, seconds(settings.lease));
     for (const auto& row : claimed) {
       ClaimedJob job;
       job.id = row[0].as<long long>();
@@ -439,12 +457,9 @@ ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, s
     }
     ratelimit::take_submits(locked.state, static_cast<std::int64_t>(result.jobs.size()), now,
                             settings.limiter);
-    std::int64_t charge = 0;
     for (const auto& job : result.jobs) charge += job.expected_cost;
-    if (charge > 0) tx.exec_params(sql::account_charge, settings.account, static_cast<long long>(charge));
   }
-  save_account(tx, settings, locked.state);
-  tx.commit();
+  finish();
 
   // Why fewer than wanted: credit, an empty queue, or the tightest limit.
   const auto got = static_cast<std::int64_t>(result.jobs.size());
@@ -488,7 +503,7 @@ std::vector<SubmitRecord> record_submits(pqxx::connection& connection, const Que
   }
   // Serialises with a webhook for the same remote id (apply_completion), so an early
   // webhook is either in the inbox below or finds the row submitted.
-  if (!accepted.empty()) tx.exec_params(sql::completion_lock_many, json::serialize(accepted_ids));
+  if (!accepted.empty()) exec(tx, sql::completion_lock_many, json::serialize(accepted_ids));
 
   std::optional<Locked> locked;
   if (touch_account) locked = lock_account(tx, settings);
@@ -504,21 +519,21 @@ std::vector<SubmitRecord> record_submits(pqxx::connection& connection, const Que
       case OutcomeClass::accepted:
         break;
       case OutcomeClass::invalid_job:
-        changed = tx.exec_params(sql::jobs_mark_failed, job.id, settings.instance,
-                                 error_json(outcome, attempt), 1);
+        changed = exec(tx, sql::jobs_mark_failed, job.id, settings.instance,
+                       error_json(outcome, attempt), 1);
         record.new_state = "failed";
         break;
       case OutcomeClass::transient:
         // The API may not have accepted it; if it did, the next response's Day count says so.
         if (attempt >= job.max_attempts) {
-          changed = tx.exec_params(sql::jobs_mark_failed, job.id, settings.instance,
-                                   error_json(outcome, attempt), 1);
+          changed = exec(tx, sql::jobs_mark_failed, job.id, settings.instance,
+                         error_json(outcome, attempt), 1);
           record.new_state = "failed";
         } else {
           auto delay = api::retry_delay(attempt, settings.retry_base, settings.retry_max, unit_random);
-          changed = tx.exec_params(sql::jobs_requeue, job.id, settings.instance,
-                                   error_json(outcome, attempt), 1, to_epoch_ms(locked->now + delay),
-                                   std::string("retrying after a transient error"));
+          changed = exec(tx, sql::jobs_requeue, job.id, settings.instance,
+                         error_json(outcome, attempt), 1, to_epoch_ms(locked->now + delay),
+                         std::string("retrying after a transient error"));
           record.new_state = "queued";
         }
         break;
@@ -528,30 +543,30 @@ std::vector<SubmitRecord> record_submits(pqxx::connection& connection, const Que
         auto until = window == ratelimit::Window::rpm       ? locked->state.rpm_paused_until
                      : window == ratelimit::Window::daily   ? locked->state.day_paused_until
                                                             : locked->state.parallel_paused_until;
-        changed = tx.exec_params(sql::jobs_requeue, job.id, settings.instance, std::optional<std::string>(), 0,
-                                 to_epoch_ms(until.value_or(locked->now)),
-                                 std::string("rate limited (") + ratelimit::to_string(window) + ")");
+        changed = exec(tx, sql::jobs_requeue, job.id, settings.instance, std::optional<std::string>(), 0,
+                       to_epoch_ms(until.value_or(locked->now)),
+                       std::string("rate limited (") + ratelimit::to_string(window) + ")");
         record.new_state = "queued";
         break;
       }
       case OutcomeClass::no_credit:
-        changed = tx.exec_params(sql::jobs_requeue, job.id, settings.instance, std::optional<std::string>(), 0,
-                                 to_epoch_ms(locked->now), std::string("waiting for credit (402 from the API)"));
+        changed = exec(tx, sql::jobs_requeue, job.id, settings.instance, std::optional<std::string>(), 0,
+                       to_epoch_ms(locked->now), std::string("waiting for credit (402 from the API)"));
         // The API's word replaces the known balance (less the other unanswered claims),
         // so this row's own charge needs no refund.
-        tx.exec_params(sql::account_set_balance, settings.account,
-                       static_cast<long long>(outcome.credits_available.value_or(0)),
-                       static_cast<long long>(settings.cost.standard_5), static_cast<long long>(settings.cost.standard_10),
-                       static_cast<long long>(settings.cost.professional_5),
-                       static_cast<long long>(settings.cost.professional_10));
+        exec(tx, sql::account_set_balance, settings.account,
+             static_cast<long long>(outcome.credits_available.value_or(0)),
+             static_cast<long long>(settings.cost.standard_5), static_cast<long long>(settings.cost.standard_10),
+             static_cast<long long>(settings.cost.professional_5),
+             static_cast<long long>(settings.cost.professional_10));
         record.new_state = "queued";
         if (changed.affected_rows() == 0) record.new_state.clear();
         continue;
       case OutcomeClass::unauthorized:
-        tx.exec_params(sql::account_halt, settings.account,
-                       "401 from the API: " + outcome.message.substr(0, 200));
-        changed = tx.exec_params(sql::jobs_requeue, job.id, settings.instance, std::optional<std::string>(), 0,
-                                 to_epoch_ms(locked->now), std::string("dispatch halted: API key refused (401)"));
+        exec(tx, sql::account_halt, settings.account,
+             "401 from the API: " + outcome.message.substr(0, 200));
+        changed = exec(tx, sql::jobs_requeue, job.id, settings.instance, std::optional<std::string>(), 0,
+                       to_epoch_ms(locked->now), std::string("dispatch halted: API key refused (401)"));
         record.new_state = "queued";
         break;
     }
@@ -559,7 +574,7 @@ std::vector<SubmitRecord> record_submits(pqxx::connection& connection, const Que
       record.new_state.clear();  // our lease was gone, and whoever took it refunded the claim
     } else if (job.expected_cost > 0) {
       // Not sent on to generation: the charge taken at the claim comes back.
-      tx.exec_params(sql::account_charge, settings.account, static_cast<long long>(-job.expected_cost));
+      exec(tx, sql::account_charge, settings.account, static_cast<long long>(-job.expected_cost));
     }
   }
 
@@ -567,15 +582,15 @@ std::vector<SubmitRecord> record_submits(pqxx::connection& connection, const Que
   if (!accepted.empty()) {
     std::unordered_map<std::int64_t, std::size_t> by_id;
     for (auto i : accepted_index) by_id.emplace(inputs[i].job.id, i);
-    auto submitted = tx.exec_params(sql::jobs_mark_submitted_many, json::serialize(accepted), settings.instance,
-                                    seconds(settings.first_poll) * (webhooks_on ? 2 : 1));
+    auto submitted = exec(tx, sql::jobs_mark_submitted_many, json::serialize(accepted), settings.instance,
+                          seconds(settings.first_poll) * (webhooks_on ? 2 : 1));
     for (const auto& row : submitted) {
       const auto i = by_id.at(row[0].as<long long>());
       charge += row[1].as<long long>() - inputs[i].job.expected_cost;
       records[i].new_state = "submitted";
     }
     // Webhooks that beat their submit record waited in the inbox: apply them now.
-    auto early = tx.exec_params(sql::inbox_take_many, json::serialize(accepted_ids));
+    auto early = exec(tx, sql::inbox_take_many, json::serialize(accepted_ids));
     for (const auto& row : early) {
       Completion c{row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>(),
                    row[3].as<std::string>(), row[4].as<std::string>()};
@@ -589,7 +604,7 @@ std::vector<SubmitRecord> record_submits(pqxx::connection& connection, const Que
     }
   }
   if (locked) save_account(tx, settings, locked->state);
-  if (charge != 0) tx.exec_params(sql::account_charge, settings.account, static_cast<long long>(charge));
+  if (charge != 0) exec(tx, sql::account_charge, settings.account, static_cast<long long>(charge));
   tx.commit();
   return records;
 }
@@ -603,8 +618,8 @@ void record_response(pqxx::connection& connection, const QueueSettings& settings
     ratelimit::on_rate_limited(locked.state, outcome.window, observation, locked.now, settings.limiter);
   }
   if (outcome.outcome == api::OutcomeClass::unauthorized) {
-    tx.exec_params(sql::account_halt, settings.account,
-                   "401 from the API: " + outcome.message.substr(0, 200));
+    exec(tx, sql::account_halt, settings.account,
+         "401 from the API: " + outcome.message.substr(0, 200));
   }
   save_account(tx, settings, locked.state);
   tx.commit();
@@ -633,7 +648,7 @@ PollClaim claim_polls(pqxx::connection& connection, const QueueSettings& setting
   PollClaim claim;
   pqxx::work tx(connection);
   claim.newly_stuck = static_cast<std::int64_t>(
-      tx.exec_params(sql::jobs_flag_stuck, seconds(settings.poll_horizon)).affected_rows());
+      exec(tx, sql::jobs_flag_stuck, seconds(settings.poll_horizon)).affected_rows());
   auto locked = lock_account(tx, settings);
   if (locked.halted) {
     tx.commit();
@@ -642,18 +657,18 @@ PollClaim claim_polls(pqxx::connection& connection, const QueueSettings& setting
   }
   auto allowance = ratelimit::poll_allowance(locked.state, wanted, locked.now, settings.limiter);
   if (allowance.count > 0) {
-    auto rows = tx.exec_params(sql::jobs_due_polls, static_cast<long long>(allowance.count));
+    auto rows = exec(tx, sql::jobs_due_polls, static_cast<long long>(allowance.count));
     for (const auto& row : rows) {
       const int polls = row[2].as<int>();
       // Back off: 5 s, 10 s, 20 s, ... up to poll.max_interval_seconds.
       auto interval = std::min(seconds(settings.max_poll_interval), 5.0 * (1 << std::min(polls, 16)));
-      tx.exec_params(sql::jobs_schedule_poll, row[0].as<long long>(), interval);
+      exec(tx, sql::jobs_schedule_poll, row[0].as<long long>(), interval);
       claim.jobs.push_back({row[0].as<long long>(), row[1].as<std::string>()});
     }
     ratelimit::take_polls(locked.state, static_cast<std::int64_t>(claim.jobs.size()), locked.now,
                           settings.limiter);
   }
-  auto next = tx.exec1(sql::jobs_next_poll_at);
+  auto next = exec1(tx, sql::jobs_next_poll_at);
   TimePoint next_due = next[0].is_null() ? TimePoint::max() : from_epoch_ms(next[0].as<long long>());
   claim.retry_at = allowance.count > 0 ? next_due : std::max(next_due, allowance.retry_at);
   save_account(tx, settings, locked.state);
@@ -664,7 +679,7 @@ PollClaim claim_polls(pqxx::connection& connection, const QueueSettings& setting
 CompletionOutcome apply_completion(pqxx::connection& connection, const QueueSettings& settings,
                                    const Completion& completion) {
   pqxx::work tx(connection);
-  tx.exec_params(sql::completion_lock, completion.remote_id);
+  exec(tx, sql::completion_lock, completion.remote_id);
   auto out = complete_locked(tx, settings.account, completion);
   tx.commit();
   return out;
@@ -673,21 +688,21 @@ CompletionOutcome apply_completion(pqxx::connection& connection, const QueueSett
 void set_balance(pqxx::connection& connection, const QueueSettings& settings, std::int64_t balance) {
   pqxx::work tx(connection);
   const auto& cost = settings.cost;
-  tx.exec_params(sql::account_set_balance, settings.account, static_cast<long long>(balance),
-                 static_cast<long long>(cost.standard_5), static_cast<long long>(cost.standard_10),
-                 static_cast<long long>(cost.professional_5), static_cast<long long>(cost.professional_10));
+  exec(tx, sql::account_set_balance, settings.account, static_cast<long long>(balance),
+       static_cast<long long>(cost.standard_5), static_cast<long long>(cost.standard_10),
+       static_cast<long long>(cost.professional_5), static_cast<long long>(cost.professional_10));
   tx.commit();
 }
 
 std::int64_t release_leases(pqxx::connection& connection, const QueueSettings& settings) {
   pqxx::work tx(connection);
   const auto& cost = settings.cost;
-  auto released = tx.exec_params1(sql::jobs_release_leases, settings.instance,
-                                  static_cast<long long>(cost.standard_5), static_cast<long long>(cost.standard_10),
-                                  static_cast<long long>(cost.professional_5),
-                                  static_cast<long long>(cost.professional_10));
+  auto released = exec1(tx, sql::jobs_release_leases, settings.instance,
+                        static_cast<long long>(cost.standard_5), static_cast<long long>(cost.standard_10),
+                        static_cast<long long>(cost.professional_5),
+                        static_cast<long long>(cost.professional_10));
   // Their claims were charged to the known balance; they were never sent.
-  if (released[1].as<long long>() > 0) tx.exec_params(sql::account_charge, settings.account, -released[1].as<long long>());
+  if (released[1].as<long long>() > 0) exec(tx, sql::account_charge, settings.account, -released[1].as<long long>());
   tx.exec("SELECT pg_notify('klingq_jobs', 'released')");
   tx.commit();
   return released[0].as<long long>();
@@ -695,7 +710,7 @@ std::int64_t release_leases(pqxx::connection& connection, const QueueSettings& s
 
 void clear_halt(pqxx::connection& connection, const QueueSettings& settings) {
   pqxx::work tx(connection);
-  tx.exec_params(sql::account_clear_halt, settings.account);
+  exec(tx, sql::account_clear_halt, settings.account);
   tx.exec("SELECT pg_notify('klingq_jobs', 'resumed')");
   tx.commit();
 }
@@ -706,8 +721,8 @@ Snapshot heartbeat(pqxx::connection& connection, const QueueSettings& settings,
   pqxx::work tx(connection);
   char host[256] = {};
   gethostname(host, sizeof host - 1);
-  tx.exec_params(sql::instance_heartbeat, settings.instance, std::string(host),
-                 static_cast<int>(getpid()), std::string("0.1.0"), status_json);
+  exec(tx, sql::instance_heartbeat, settings.instance, std::string(host),
+       static_cast<int>(getpid()), std::string("0.1.0"), status_json);
   auto locked = lock_account(tx, settings);
   snapshot.limits = locked.state;
   snapshot.balance = locked.balance;
@@ -716,19 +731,19 @@ Snapshot heartbeat(pqxx::connection& connection, const QueueSettings& settings,
   save_account(tx, settings, locked.state);
   tx.commit();
   pqxx::read_transaction read(connection);
-  for (const auto& row : read.exec(sql::jobs_by_state)) {
+  for (const auto& row : exec(read, sql::jobs_by_state)) {
     snapshot.jobs_by_state.emplace_back(row[0].as<std::string>(), row[1].as<long long>());
     if (row[0].as<std::string>() == "dispatching" || row[0].as<std::string>() == "submitted")
       snapshot.in_flight += row[1].as<long long>();
   }
-  snapshot.instances = read.exec1(sql::instances_live)[0].as<long long>();
-  snapshot.stuck = read.exec1(sql::jobs_stuck_count)[0].as<long long>();
+  snapshot.instances = exec1(read, sql::instances_live)[0].as<long long>();
+  snapshot.stuck = exec1(read, sql::jobs_stuck_count)[0].as<long long>();
   return snapshot;
 }
 
 void remove_instance(pqxx::connection& connection, const QueueSettings& settings) {
   pqxx::work tx(connection);
-  tx.exec_params(sql::instance_remove, settings.instance);
+  exec(tx, sql::instance_remove, settings.instance);
   tx.commit();
 }
 

@@ -62,9 +62,11 @@ struct ClaimResult {
 // plan (no header seen yet) a changed plan in the config is applied.
 void ensure_account(pqxx::connection& connection, const QueueSettings& settings);
 
-// Claims at most `wanted` rows that every limit and the credit gate allow right now.
-// Rows whose lease expired (a crashed instance) come back to the queue first.
-ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, std::int64_t wanted);
+// Claims at most `wanted` rows that every limit and the credit gate allow right now, and
+// charges their expected cost to the known balance. With reap_leases, rows whose lease
+// expired (a crashed instance) come back to the queue first, their charge given back.
+ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, std::int64_t wanted,
+                  bool reap_leases = true);
 
 // What the API said about one claimed row, in the order the responses arrived.
 struct SubmitInput {

@@ -102,6 +102,7 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
   asio::steady_timer record_timer;     // the record loop sleeps here while nothing waits
   std::vector<db::SubmitInput> to_record;  // answered submits, oldest first
   bool woken = false;                  // a wake() that arrived while the loop was busy
+  std::chrono::steady_clock::time_point last_reap{};
   bool credit_poke = false;            // the claim loop wants a fresh balance
   bool stopping = false;
   int in_flight = 0;                   // submits and polls on the wire
@@ -169,8 +170,13 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
         bool ok = false;
         try {
           auto settings = options.queue;
-          result = co_await pool.run([settings, wanted](pqxx::connection& c) {
-            return db::claim(c, settings, wanted);
+          // Expired leases (a crashed instance) are looked for at most once a second:
+          // leases last minutes, and the claim is the hot path.
+          const auto now = std::chrono::steady_clock::now();
+          const bool reap = now - last_reap >= 1s;
+          if (reap) last_reap = now;
+          result = co_await pool.run([settings, wanted, reap](pqxx::connection& c) {
+            return db::claim(c, settings, wanted, reap);
           });
           ok = true;
           note_database(true, "claim");
@@ -596,6 +602,10 @@ awaitable<void> Engine::run() {
   }
   s.spawn_loop(&State::listen_loop);
   s.spawn_loop(&State::claim_loop);
+  // Two record loops: while one group commits, the next is already being written (the
+  // groups touch disjoint rows and, when the API charged what was expected, not the
+  // account row).
+  s.spawn_loop(&State::record_loop);
   s.spawn_loop(&State::record_loop);
   s.spawn_loop(&State::poll_loop);
   s.spawn_loop(&State::credit_loop);
