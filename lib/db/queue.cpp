@@ -186,8 +186,13 @@ ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), status = excluded.status)";
 constexpr const char* instance_remove = "DELETE FROM klingq.instances WHERE id = $1";
 constexpr const char* instances_live =
     "SELECT count(*) FROM klingq.instances WHERE heartbeat_at > now() - interval '30 seconds'";
+// klingq.job_counts (schema 005): the sum of net changes per state, folded back into one
+// row per state first so the table stays small.
+constexpr const char* job_counts_fold = R"(
+WITH folded AS (DELETE FROM klingq.job_counts RETURNING state, n)
+INSERT INTO klingq.job_counts (state, n) SELECT state, sum(n) FROM folded GROUP BY state)";
 constexpr const char* jobs_by_state = R"(
-SELECT state::text, count(*) FROM klingq.jobs GROUP BY state)";
+SELECT state::text, sum(n)::bigint FROM klingq.job_counts GROUP BY state)";
 constexpr const char* jobs_stuck_count = R"(
 SELECT count(*) FROM klingq.jobs WHERE state = 'submitted'
   AND wait_reason = 'stuck: unresolved past poll.horizon_seconds')";
@@ -730,7 +735,8 @@ Snapshot heartbeat(pqxx::connection& connection, const QueueSettings& settings,
   snapshot.paused = locked.paused;
   save_account(tx, settings, locked.state);
   tx.commit();
-  pqxx::read_transaction read(connection);
+  pqxx::work read(connection);
+  exec(read, sql::job_counts_fold);
   for (const auto& row : exec(read, sql::jobs_by_state)) {
     snapshot.jobs_by_state.emplace_back(row[0].as<std::string>(), row[1].as<long long>());
     if (row[0].as<std::string>() == "dispatching" || row[0].as<std::string>() == "submitted")
@@ -738,6 +744,7 @@ Snapshot heartbeat(pqxx::connection& connection, const QueueSettings& settings,
   }
   snapshot.instances = exec1(read, sql::instances_live)[0].as<long long>();
   snapshot.stuck = exec1(read, sql::jobs_stuck_count)[0].as<long long>();
+  read.commit();
   return snapshot;
 }
 

@@ -155,6 +155,61 @@ TEST_CASE("state changes are recorded in job_events and updated_at moves") {
   CHECK(events[0][1].as<std::string>() == "cancelled");
 }
 
+TEST_CASE("klingq.job_counts agrees with a full count through inserts, moves, deletes, folds and truncate") {
+  pqxx::connection connection(PgCluster::shared().fresh_database());
+  {
+    // Rows from before the migration that adds the counts are counted by it.
+    klingq::db::migrate(connection);
+    pqxx::work tx(connection);
+    tx.exec("DELETE FROM klingq.schema_migrations WHERE version = 5");
+    tx.exec("DROP TRIGGER jobs_count_inserted ON klingq.jobs");
+    tx.exec("DROP TRIGGER jobs_count_deleted ON klingq.jobs");
+    tx.exec("DROP TRIGGER jobs_count_truncated ON klingq.jobs");
+    tx.exec("DROP FUNCTION klingq.jobs_count_inserted(), klingq.jobs_count_deleted(), klingq.jobs_count_truncated()");
+    tx.exec("DROP TABLE klingq.job_counts");
+    tx.exec("INSERT INTO klingq.jobs (prompt, state) SELECT 'old ' || g, 'cancelled' FROM generate_series(1, 7) g");
+    tx.commit();
+  }
+  CHECK(klingq::db::migrate(connection) == std::vector<int>{5});
+  auto agrees = [&] {
+    pqxx::read_transaction tx(connection);
+    auto diff = tx.exec1(R"(
+      SELECT count(*) FROM (
+        SELECT state, count(*)::bigint AS n FROM klingq.jobs GROUP BY state) full_count
+      FULL JOIN (SELECT state, sum(n)::bigint AS n FROM klingq.job_counts GROUP BY state HAVING sum(n) <> 0) counted
+      USING (state)
+      WHERE full_count.n IS DISTINCT FROM counted.n)")[0].as<int>();
+    return diff == 0;
+  };
+  CHECK(agrees());
+  pqxx::work tx(connection);
+  tx.exec("INSERT INTO klingq.jobs (prompt) SELECT 'p' || g FROM generate_series(1, 500) g");
+  tx.exec("UPDATE klingq.jobs SET state = 'cancelled' WHERE id % 3 = 0 AND state = 'queued'");
+  tx.exec("UPDATE klingq.jobs SET state = 'failed' WHERE id % 5 = 0");
+  tx.exec("UPDATE klingq.jobs SET priority = 2 WHERE id % 2 = 0");  // no state change
+  tx.exec("DELETE FROM klingq.jobs WHERE id % 7 = 0");
+  tx.commit();
+  CHECK(agrees());
+  {
+    pqxx::work fold(connection);
+    fold.exec("WITH f AS (DELETE FROM klingq.job_counts RETURNING state, n) "
+              "INSERT INTO klingq.job_counts SELECT state, sum(n) FROM f GROUP BY state");
+    fold.commit();
+  }
+  CHECK(agrees());
+  {
+    pqxx::read_transaction read(connection);
+    CHECK(read.exec1("SELECT count(*) FROM klingq.job_counts")[0].as<int>() <= 6);
+  }
+  {
+    pqxx::work truncate(connection);
+    truncate.exec("TRUNCATE klingq.jobs CASCADE");
+    truncate.exec("INSERT INTO klingq.jobs (prompt) VALUES ('after truncate')");
+    truncate.commit();
+  }
+  CHECK(agrees());
+}
+
 TEST_CASE("an insert of runnable rows sends one NOTIFY per statement") {
   auto url = PgCluster::shared().migrated_database();
   pqxx::connection listener(url);
