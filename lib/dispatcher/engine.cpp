@@ -15,6 +15,8 @@
 
 #include <unistd.h>
 
+#include <array>
+
 namespace klingq::dispatcher {
 namespace asio = boost::asio;
 using asio::awaitable;
@@ -86,7 +88,8 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
         EngineOptions options)
       : executor(executor), pool(pool), api(api), metrics(metrics), options(std::move(options)),
         claim_timer(executor), poll_timer(executor), credit_timer(executor), heartbeat_timer(executor),
-        drained(executor), record_timer(executor), random(std::random_device{}()) {}
+        drained(executor), record_timers{asio::steady_timer(executor), asio::steady_timer(executor)},
+        random(std::random_device{}()) {}
 
   asio::any_io_executor executor;
   db::Pool& pool;
@@ -99,7 +102,9 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
   asio::steady_timer credit_timer;
   asio::steady_timer heartbeat_timer;
   asio::steady_timer drained;          // cancelled when the last in-flight request ends
-  asio::steady_timer record_timer;     // the record loop sleeps here while nothing waits
+  // One per record loop: a timer's expires_after() cancels every wait on it, so two loops
+  // sharing one would wake each other forever.
+  std::array<asio::steady_timer, 2> record_timers;
   std::vector<db::SubmitInput> to_record;  // answered submits, oldest first
   bool woken = false;                  // a wake() that arrived while the loop was busy
   std::chrono::steady_clock::time_point last_reap{};
@@ -144,11 +149,15 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
     last_hold = hold;
   }
 
+  void wake_recorders() {
+    for (auto& timer : record_timers) timer.cancel();
+  }
+
   void request_started() { ++in_flight; }
   void request_finished() {
     if (--in_flight > 0) return;
     drained.cancel();
-    if (stopping) record_timer.cancel();  // the record loop may end now
+    if (stopping) wake_recorders();  // the record loops may end now
   }
 
   awaitable<void> sleep(asio::steady_timer& timer, std::chrono::steady_clock::duration d) {
@@ -229,19 +238,19 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
                                   {"message", outcome.message}});
     }
     to_record.push_back(db::SubmitInput{std::move(job), std::move(outcome), observation, unit_random()});
-    record_timer.cancel();  // the record loop writes it with whatever else has arrived
+    wake_recorders();  // a record loop writes it with whatever else has arrived
   }
 
   // Group commit of submit outcomes: one transaction records every response that arrived
   // while the previous one was being written, so the shared account row is locked once
   // per group instead of once per job. A submit counts as in flight until it is recorded.
-  awaitable<void> record_loop() {
+  awaitable<void> record_loop(std::size_t index) {
     auto self = shared_from_this();
     int failures = 0;
     std::size_t alone = 0;  // after a failed group: record this many one by one, to isolate a bad one
     while (!stopping || in_flight > 0) {
       if (to_record.empty()) {
-        co_await sleep(record_timer, std::chrono::hours(1));
+        co_await sleep(record_timers[index], std::chrono::hours(1));
         continue;
       }
       const auto take = static_cast<std::ptrdiff_t>(alone > 0 ? 1 : std::min<std::size_t>(to_record.size(), 1000));
@@ -560,10 +569,11 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
   }
 
   // ---- lifecycle --------------------------------------------------------------------
-  void spawn_loop(awaitable<void> (State::*loop)()) {
+  void spawn_loop(awaitable<void> (State::*loop)()) { spawn_loop((this->*loop)()); }
+  void spawn_loop(awaitable<void> loop) {
     ++loops_running;
     auto self = shared_from_this();
-    asio::co_spawn(executor, (this->*loop)(), [self](std::exception_ptr error) {
+    asio::co_spawn(executor, std::move(loop), [self](std::exception_ptr error) {
       if (error) {
         try {
           std::rethrow_exception(error);
@@ -582,7 +592,7 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
     poll_timer.cancel();
     credit_timer.cancel();
     heartbeat_timer.cancel();
-    record_timer.cancel();
+    wake_recorders();
     if (listen_socket) listen_socket->cancel();
   }
 };
@@ -605,8 +615,7 @@ awaitable<void> Engine::run() {
   // Two record loops: while one group commits, the next is already being written (the
   // groups touch disjoint rows and, when the API charged what was expected, not the
   // account row).
-  s.spawn_loop(&State::record_loop);
-  s.spawn_loop(&State::record_loop);
+  for (std::size_t i = 0; i < s.record_timers.size(); ++i) s.spawn_loop(s.record_loop(i));
   s.spawn_loop(&State::poll_loop);
   s.spawn_loop(&State::credit_loop);
   s.spawn_loop(&State::heartbeat_loop);
