@@ -34,7 +34,6 @@ SELECT rpm_limit, rpm_remaining, klingq.epoch_ms(rpm_reset_at), klingq.epoch_ms(
        day_limit, day_used, klingq.epoch_ms(day_reset_at), klingq.epoch_ms(day_paused_until),
        parallel_limit, klingq.epoch_ms(parallel_paused_until), limits_source,
        balance, halted_reason, paused, klingq.epoch_ms(clock_timestamp()),
-       (SELECT count(*) FROM klingq.jobs WHERE state = 'dispatching'),
        EXISTS (SELECT 1 FROM klingq.batch_budgets)
 FROM klingq.account WHERE name = $1 FOR UPDATE)";
 
@@ -59,10 +58,14 @@ WHERE state = 'dispatching' AND lease_expires_at < now()
 RETURNING )" KLINGQ_COST_CASE("$1::bigint", "$2::bigint", "$3::bigint", "$4::bigint") " AS cost) "
     "SELECT coalesce(sum(cost), 0) FROM reaped";
 
-// Counted only up to the parallel limit ($1): all the limiter needs to know is whether a
-// slot is free, and a large unlimited-plan backlog of submitted rows stays cheap.
-constexpr const char* jobs_count_submitted =
-    "SELECT count(*) FROM (SELECT 1 FROM klingq.jobs WHERE state = 'submitted' LIMIT $1) s";
+// Jobs holding a parallel slot, of every instance. A statement of its own, run after the
+// account row is locked: a subquery of the locking SELECT would count with the snapshot
+// taken before it waited for the lock and miss the rows the previous holder just claimed.
+// Submitted rows are counted only up to the parallel limit ($1, 0 when unlimited): all
+// the limiter needs is whether a slot is free, and a large backlog stays cheap.
+constexpr const char* jobs_count_in_flight = R"(
+SELECT (SELECT count(*) FROM klingq.jobs WHERE state = 'dispatching')
+     + (SELECT count(*) FROM (SELECT 1 FROM klingq.jobs WHERE state = 'submitted' LIMIT $1) s))";
 
 constexpr const char* jobs_claim_candidates = "SELECT id, " KLINGQ_COST_CASE(
     "$2::bigint", "$3::bigint", "$4::bigint", "$5::bigint") ", klingq.epoch_ms(run_after), batch FROM klingq.jobs "
@@ -249,7 +252,6 @@ struct Locked {
   bool halted = false;
   bool paused = false;
   TimePoint now;
-  std::int64_t dispatching = 0;  // claimed rows not yet answered, of every instance
   bool batch_budgets = false;    // klingq.batch_budgets has rows
 };
 
@@ -277,8 +279,7 @@ Locked lock_account(pqxx::work& tx, const QueueSettings& settings) {
   locked.paused = r[15].as<bool>();
   // The database's clock, so every instance decides on the same time.
   locked.now = from_epoch_ms(r[16].as<long long>());
-  locked.dispatching = r[17].as<long long>();
-  locked.batch_budgets = r[18].as<bool>();
+  locked.batch_budgets = r[17].as<bool>();
   ratelimit::roll(s, locked.now, settings.limiter);
   return locked;
 }
@@ -396,11 +397,9 @@ ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, s
     result.held_by = locked.halted ? Hold::halted : Hold::paused;
     return finish();
   }
-  std::int64_t in_flight = locked.dispatching;
-  if (locked.state.parallel_limit > 0) {
-    in_flight += exec1(tx, sql::jobs_count_submitted, static_cast<long long>(locked.state.parallel_limit))[0]
-                     .as<long long>();
-  }
+  const std::int64_t in_flight =
+      exec1(tx, sql::jobs_count_in_flight, static_cast<long long>(std::max<std::int64_t>(0, locked.state.parallel_limit)))[0]
+          .as<long long>();
   auto allowance = ratelimit::submit_allowance(locked.state, in_flight, wanted, now, settings.limiter);
   if (allowance.count <= 0) {
     result.held_by = hold_of(allowance.blocked_by);
