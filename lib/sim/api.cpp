@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <cmath>
 #include <stdexcept>
 
@@ -214,6 +215,7 @@ json::object config_json(const Account& account) {
   o["output_bytes"] = s.outputs.bytes;
   o["output_fault_500"] = s.outputs.server_error;
   o["output_fault_truncate"] = s.outputs.truncate;
+  o["output_redirects"] = s.outputs.redirects;
   o["seed"] = s.seed;
   return o;
 }
@@ -276,6 +278,7 @@ Settings apply_config(Settings s, const json::object& body, std::optional<std::i
     else if (key == "output_bytes") s.outputs.bytes = integer(v, key);
     else if (key == "output_fault_500") s.outputs.server_error = number(v, key);
     else if (key == "output_fault_truncate") s.outputs.truncate = number(v, key);
+    else if (key == "output_redirects") s.outputs.redirects = static_cast<int>(std::clamp<std::int64_t>(integer(v, key), -1, 1000));
     else throw std::invalid_argument("unknown key \"" + std::string(key) + "\"");
   }
   if (balance && *balance < 0) throw std::invalid_argument("credits must be >= 0");
@@ -328,7 +331,8 @@ json::object stats_json(Account& account, const TimeScale& scale, TimePoint now)
                               {"served", st.outputs_served},
                               {"truncated", st.outputs_truncated},
                               {"server_errors", st.output_server_errors},
-                              {"not_found", st.output_not_found}};
+                              {"not_found", st.output_not_found},
+                              {"redirects", st.output_redirects}};
   auto usage = account.usage(now);
   o["window"] = json::object{{"limit", usage.limits.rpm},
                              {"used", usage.window_used},
@@ -693,6 +697,19 @@ ApiReply Api::handle_output(const ApiRequest& request, std::string_view path, Ti
   if (!job || job->status != JobStatus::completed || size <= 0) {
     ++stats.output_not_found;
     return text_reply(404, "no such video\n");
+  }
+  // A CDN's hops: ?hop=1, ?hop=2, ... until the configured count, each a relative
+  // Location (absolute path), as edge servers send them.
+  int hop = 0;
+  if (auto query = request.target.find("?hop="); query != std::string_view::npos) {
+    auto digits = request.target.substr(query + 5);
+    std::from_chars(digits.data(), digits.data() + digits.size(), hop);
+  }
+  if (hop < account_.settings().outputs.redirects) {
+    ++stats.output_redirects;
+    auto reply = text_reply(302, "moved\n");
+    reply.headers.emplace_back("Location", std::string(path) + "?hop=" + std::to_string(hop + 1));
+    return reply;
   }
   switch (account_.draw_output_fault()) {
     case OutputFault::server_error:

@@ -118,6 +118,9 @@ void Settings::validate() const {
   if (outputs.bytes < 0 || outputs.bytes > (std::int64_t{256} << 20)) {
     throw std::invalid_argument("output-bytes must be between 0 and 268435456");
   }
+  if (outputs.redirects < 0 || outputs.redirects > 20) {
+    throw std::invalid_argument("output-redirects must be between 0 and 20");
+  }
   check_rate(outputs.server_error, "output-fault-500");
   check_rate(outputs.truncate, "output-fault-truncate");
   if (outputs.server_error + outputs.truncate > 1.0 + 1e-9) {

@@ -65,6 +65,7 @@ struct OutputSettings {
   std::int64_t bytes = 0;     // size of every video; 0 = not served, urls name the CDN
   double server_error = 0;    // answered 500, no body
   double truncate = 0;        // the full Content-Length announced, half the body sent, then a reset
+  int redirects = 0;          // each video is reached through this many 302s (a CDN's hops)
 };
 
 // Everything the command line and /_sim/config set.
@@ -184,6 +185,7 @@ struct Stats {
   std::int64_t outputs_truncated = 0;     // injected: cut off mid-body
   std::int64_t output_server_errors = 0;  // injected: 500
   std::int64_t output_not_found = 0;      // unknown, unfinished or failed jobs
+  std::int64_t output_redirects = 0;      // 302s answered on the way to a video
 };
 
 class Account {

@@ -412,6 +412,17 @@ TEST_CASE("outputs: completed videos are served at the simulator, outside every 
   CHECK(stats.at("server_errors") == 1);
   auto config = f.control("GET", "/_sim/config", "", f.real0 + 3s);
   CHECK(config.at("output_bytes") == 1000);
+
+  // Redirect hops, each to a relative Location, before the video itself.
+  f.control("POST", "/_sim/config", R"({"output_fault_500": 0, "output_redirects": 2})", f.real0 + 3s);
+  auto first = get(video_target, f.real0 + 3s);
+  CHECK(first.status == 302);
+  CHECK(first.header("Location") == video_target + "?hop=1");
+  const auto hop1 = video_target + "?hop=1";
+  CHECK(get(hop1, f.real0 + 3s).header("Location") == video_target + "?hop=2");
+  const auto hop2 = video_target + "?hop=2";
+  CHECK(get(hop2, f.real0 + 3s).body == output_content(id, 1000));
+  CHECK(f.control("GET", "/_sim/stats", "", f.real0 + 3s).at("outputs").at("redirects") == 2);
 }
 
 TEST_CASE("outputs: without --output-bytes the URLs name the CDN and nothing is served") {
