@@ -248,3 +248,87 @@ TEST_CASE("outputs: a killed instance's download is resumed by the next start") 
   CHECK(stack.scalar("SELECT output_attempts FROM klingq.jobs") == 2);  // the killed attempt counts
   close(silent);
 }
+
+TEST_CASE("outputs: https downloads verify the certificate and host - an untrusted one fails, a trusted one is fetched") {
+  // A real TLS origin: `openssl s_server -WWW` serving a directory, with a self-signed
+  // certificate for localhost and 127.0.0.1. Nothing leaves the machine.
+  const std::string openssl = "/usr/bin/openssl";
+  if (!fs::exists(openssl)) {
+    MESSAGE("skipped: no " << openssl << " to act as the TLS origin (package openssl)");
+    return;
+  }
+  Stack stack({"--plan", "enterprise", "--time-scale", "60", "--gen-seconds", "1:1"});
+  const auto serve = stack.dir + "/origin";
+  fs::create_directories(serve);
+  auto made = run({openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                   "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", serve + "/key.pem", "-out",
+                   serve + "/cert.pem"});
+  REQUIRE_MESSAGE(made.exit_code == 0, made.err);
+  const std::string video = klingq::sim::output_content("tls-video", 70000);
+  std::ofstream(serve + "/video.mp4", std::ios::binary) << video;
+  const int port = free_port();
+  Process origin({"/bin/sh", "-c",
+                  "cd '" + serve + "' && exec " + openssl + " s_server -WWW -accept 127.0.0.1:" + std::to_string(port) +
+                      " -cert cert.pem -key key.pem"});
+  REQUIRE_MESSAGE(origin.wait_for_line("ACCEPT", 10s), origin.stderr_text());
+  const auto origin_address = "127.0.0.1:" + std::to_string(port);
+  const auto host = "https://localhost:" + std::to_string(port);
+  // The query stands for a signed URL's credential: it must never reach a log or a row.
+  stack.exec("INSERT INTO klingq.jobs (prompt, state, remote_id, url, completed_at, output_next_at) VALUES "
+             "('by name', 'completed', 'tls-1', '" + host + "/video.mp4?token=sekrit-token', now(), now()), "
+             "('by address', 'completed', 'tls-2', 'https://" + origin_address + "/video.mp4', now(), now())");
+  const auto dir = stack.dir + "/videos";
+
+  // Not trusted: the handshake fails, one attempt, recorded without the token.
+  auto& untrusting = stack.start_daemon(with_downloads(stack, dir, {{"outputs.max_attempts", "1"}}),
+                                        {{"SSL_CERT_FILE", stack.dir + "/no-such-ca.pem"}});
+  REQUIRE(Stack::wait_until([&] {
+    return stack.scalar("SELECT count(*) FROM klingq.jobs WHERE output_error->>'gave_up' = 'true'") == 2;
+  }, 30s));
+  CHECK(stack.scalar("SELECT count(*) FROM klingq.jobs WHERE output_error->'last'->>'class' = 'transport' "
+                     "AND output_error->'last'->>'message' LIKE '%certificate%'") == 2);
+  CHECK(stack.text("SELECT string_agg(output_error::text, ' ') FROM klingq.jobs").find("sekrit") == std::string::npos);
+  CHECK(untrusting.stderr_text().find("sekrit") == std::string::npos);
+  untrusting.signal(SIGTERM);
+  REQUIRE(untrusting.wait(15s));
+
+  // Trusted (the certificate as the CA file): both names verify and the bytes arrive.
+  // (s_server -WWW would take the query for part of the file name: dropped here.)
+  stack.exec("UPDATE klingq.jobs SET url = split_part(url, '?', 1), output_next_at = now(), output_attempts = 0, "
+             "output_error = NULL");
+  auto& trusting = stack.start_daemon(with_downloads(stack, dir), {{"SSL_CERT_FILE", serve + "/cert.pem"}});
+  REQUIRE(Stack::wait_until([&] {
+    return stack.scalar("SELECT count(*) FROM klingq.jobs WHERE output_path IS NOT NULL") == 2;
+  }, 30s));
+  for (const auto* remote_id : {"tls-1", "tls-2"}) {
+    auto path = stack.text(std::string("SELECT output_path FROM klingq.jobs WHERE remote_id = '") + remote_id + "'");
+    CHECK(file_content(path) == video);
+  }
+  CHECK(part_files(dir).empty());
+  CHECK(trusting.stderr_text().find("sekrit") == std::string::npos);
+}
+
+TEST_CASE("outputs: redirects are followed up to five hops - a sixth fails the attempt") {
+  constexpr std::size_t size = 30000;
+  Stack stack({"--plan", "enterprise", "--time-scale", "60", "--gen-seconds", "1:1", "--output-bytes",
+               std::to_string(size), "--output-redirects", "5"});
+  const auto dir = stack.dir + "/videos";
+  stack.insert_jobs(2);
+  stack.start_daemon(with_downloads(stack, dir, {{"outputs.max_attempts", "1"}}));
+  REQUIRE(Stack::wait_until([&] {
+    return stack.scalar("SELECT count(*) FROM klingq.jobs WHERE output_path IS NOT NULL") == 2;
+  }, 30s));
+  check_every_video(stack, dir, size);
+  CHECK(outputs_stat(stack, "redirects") == 10);
+
+  // One hop more than allowed; fetching the videos again (as an operator would ask).
+  stack.sim_config({{"output_redirects", 6}});
+  stack.exec("UPDATE klingq.jobs SET output_next_at = now(), output_attempts = 0; NOTIFY klingq_jobs, 'slot'");
+  REQUIRE(Stack::wait_until([&] {
+    return stack.scalar("SELECT count(*) FROM klingq.jobs WHERE output_error->>'gave_up' = 'true'") == 2;
+  }, 30s));
+  CHECK(stack.scalar("SELECT count(*) FROM klingq.jobs WHERE output_error->'last'->>'class' = 'redirects'") == 2);
+  // The earlier, complete files stay where they were.
+  CHECK(stack.scalar("SELECT count(*) FROM klingq.jobs WHERE output_path IS NOT NULL") == 2);
+  CHECK(part_files(dir).empty());
+}
