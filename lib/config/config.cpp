@@ -136,6 +136,9 @@ const std::vector<Key>& keys() {
       {"outputs.download", field(&Config::outputs, &OutputsConfig::download)},
       {"outputs.dir", field(&Config::outputs, &OutputsConfig::dir)},
       {"outputs.max_attempts", field(&Config::outputs, &OutputsConfig::max_attempts)},
+      {"outputs.max_bytes", field(&Config::outputs, &OutputsConfig::max_bytes)},
+      {"outputs.timeout_seconds", field(&Config::outputs, &OutputsConfig::timeout_seconds)},
+      {"outputs.concurrency", field(&Config::outputs, &OutputsConfig::concurrency)},
   };
   return table;
 }
@@ -272,7 +275,12 @@ void Config::validate() const {
           "log.level", "expected debug, info, notice, warning or error, got '" + log.level + "'");
   require(!outputs.download || !outputs.dir.empty(), "outputs.dir",
           "must be set when outputs.download is true");
-  require(outputs.max_attempts >= 1, "outputs.max_attempts", "must be at least 1");
+  require(outputs.max_attempts >= 1 && outputs.max_attempts <= 100, "outputs.max_attempts",
+          "must be between 1 and 100");
+  require(outputs.max_bytes >= 1, "outputs.max_bytes", "must be at least 1");
+  require(outputs.timeout_seconds >= 1, "outputs.timeout_seconds", "must be at least 1");
+  require(outputs.concurrency >= 1 && outputs.concurrency <= 256, "outputs.concurrency",
+          "must be between 1 and 256");
 }
 
 Config parse(const std::string& yaml_text) {

@@ -113,8 +113,11 @@ struct LogConfig {
 
 struct OutputsConfig {
   bool download = false;  // fetch each finished video into dir
-  std::string dir;
-  int max_attempts = 5;
+  std::string dir;        // videos land here as <job id>.mp4
+  int max_attempts = 5;   // download attempts before output_error records the failure
+  std::int64_t max_bytes = std::int64_t{2} << 30;  // a larger video is refused, not stored
+  int timeout_seconds = 1800;  // deadline of one download exchange, headers and body
+  int concurrency = 4;         // downloads this instance runs at once
 };
 
 struct Config {

@@ -135,9 +135,13 @@ constexpr const char* completion_lock_many = R"(
 SELECT pg_advisory_xact_lock(k) FROM (
   SELECT hashtext('klingq.remote:' || r) AS k FROM jsonb_array_elements_text($1::jsonb) r ORDER BY k) s)";
 
+// With outputs.download on, a completed job's video becomes due for download in the
+// same transaction (schema/006_outputs.sql): a crash right after loses nothing.
 constexpr const char* jobs_complete = R"(
 UPDATE klingq.jobs SET state = $2::klingq.job_state, url = nullif($3, ''), metadata = $4::jsonb,
   completed_at = now(), next_poll_at = NULL, wait_reason = NULL,
+  output_next_at = CASE WHEN $6::boolean AND $2::klingq.job_state = 'completed' AND nullif($3, '') IS NOT NULL
+                        THEN now() END,
   last_error = CASE WHEN $5::jsonb IS NULL THEN last_error
                     ELSE jsonb_build_object('last', $5::jsonb,
                                             'history', coalesce(last_error -> 'history', '[]') || $5::jsonb) END
@@ -315,14 +319,16 @@ std::string ids_array(const std::vector<std::int64_t>& ids) {
   return text + "}";
 }
 
-CompletionOutcome complete_locked(pqxx::work& tx, const std::string& account, const Completion& c) {
+CompletionOutcome complete_locked(pqxx::work& tx, const QueueSettings& settings, const Completion& c) {
+  const auto& account = settings.account;
   CompletionOutcome out;
   std::optional<std::string> error;
   if (c.status == "failed") {
     error = json::serialize(json::object{{"class", "remote_failed"},
                                          {"message", c.error.empty() ? "failed" : c.error}});
   }
-  auto rows = exec(tx, sql::jobs_complete, c.remote_id, c.status, c.url, c.metadata_json, error);
+  auto rows = exec(tx, sql::jobs_complete, c.remote_id, c.status, c.url, c.metadata_json, error,
+                   settings.download_outputs);
   if (!rows.empty()) {
     out.result = CompletionResult::applied;
     out.job_id = rows[0][0].as<long long>();
@@ -598,7 +604,7 @@ std::vector<SubmitRecord> record_submits(pqxx::connection& connection, const Que
     for (const auto& row : early) {
       Completion c{row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>(),
                    row[3].as<std::string>(), row[4].as<std::string>()};
-      if (complete_locked(tx, settings.account, c).result != CompletionResult::applied) continue;
+      if (complete_locked(tx, settings, c).result != CompletionResult::applied) continue;
       for (auto i : accepted_index) {
         if (inputs[i].outcome.remote_id == c.remote_id && records[i].new_state == "submitted") {
           records[i].completed_early = true;
@@ -684,7 +690,7 @@ CompletionOutcome apply_completion(pqxx::connection& connection, const QueueSett
                                    const Completion& completion) {
   pqxx::work tx(connection);
   exec(tx, sql::completion_lock, completion.remote_id);
-  auto out = complete_locked(tx, settings.account, completion);
+  auto out = complete_locked(tx, settings, completion);
   tx.commit();
   return out;
 }

@@ -36,6 +36,7 @@ struct QueueSettings {
   Duration max_poll_interval = std::chrono::seconds(600);
   Duration poll_horizon = std::chrono::hours(2);
   config::PlanLimits plan{10, 1, 100};
+  bool download_outputs = false;  // outputs.download: completions become due for download
 };
 
 // A claimed row, ready to send.

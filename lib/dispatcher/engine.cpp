@@ -1,6 +1,8 @@
 #include "dispatcher/engine.hpp"
 
+#include "db/outputs.hpp"
 #include "ops/sd_notify.hpp"
+#include "outputs/downloader.hpp"
 #include "ratelimit/headers.hpp"
 #include "util/log.hpp"
 #include "webhook/receiver.hpp"
@@ -56,6 +58,16 @@ EngineOptions options_from(const config::Config& config, config::Secret api_key)
   o.safety_poll = std::chrono::milliseconds(config.dispatch.safety_poll_ms);
   o.credits_refresh = std::chrono::seconds(config.credits.refresh_seconds);
   o.low_balance_warning = config.credits.low_balance_warning;
+  auto& out = o.outputs;
+  out.download = config.outputs.download;
+  out.dir = config.outputs.dir;
+  out.max_attempts = config.outputs.max_attempts;
+  out.max_bytes = static_cast<std::uint64_t>(config.outputs.max_bytes);
+  out.timeout = std::chrono::seconds(config.outputs.timeout_seconds);
+  out.concurrency = config.outputs.concurrency;
+  out.retry_base = q.retry_base;
+  out.retry_max = q.retry_max;
+  q.download_outputs = config.outputs.download;
   return o;
 }
 
@@ -88,8 +100,9 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
         EngineOptions options)
       : executor(executor), pool(pool), api(api), metrics(metrics), options(std::move(options)),
         claim_timer(executor), poll_timer(executor), credit_timer(executor), heartbeat_timer(executor),
-        drained(executor), record_timers{asio::steady_timer(executor), asio::steady_timer(executor)},
-        random(std::random_device{}()) {}
+        download_timer(executor), drained(executor),
+        record_timers{asio::steady_timer(executor), asio::steady_timer(executor)},
+        random(std::random_device{}()), downloader(std::make_unique<outputs::Downloader>(executor)) {}
 
   asio::any_io_executor executor;
   db::Pool& pool;
@@ -101,6 +114,7 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
   asio::steady_timer poll_timer;
   asio::steady_timer credit_timer;
   asio::steady_timer heartbeat_timer;
+  asio::steady_timer download_timer;   // the download loop sleeps here; wake_downloads() cancels it
   asio::steady_timer drained;          // cancelled when the last in-flight request ends
   // One per record loop: a timer's expires_after() cancels every wait on it, so two loops
   // sharing one would wake each other forever.
@@ -114,6 +128,12 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
   int loops_running = 0;
   std::unique_ptr<asio::posix::stream_descriptor> listen_socket;
   std::mt19937_64 random;
+  std::unique_ptr<outputs::Downloader> downloader;
+  bool downloads_woken = false;        // a wake_downloads() that arrived while the loop was busy
+  int downloads_running = 0;
+  // One per running download, so that stop() can interrupt them.
+  std::vector<std::shared_ptr<outputs::Cancellation>> download_cancellations;
+  bool registered = false;             // the instance row exists (first heartbeat done)
 
   // What /readyz and STATUS= show; kept here so they never block on the database.
   bool database_ok = false;
@@ -151,6 +171,11 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
 
   void wake_recorders() {
     for (auto& timer : record_timers) timer.cancel();
+  }
+
+  void wake_downloads() {
+    downloads_woken = true;
+    download_timer.cancel();
   }
 
   void request_started() { ++in_flight; }
@@ -298,6 +323,7 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
       log::debug("submitted", {{"job", std::to_string(job.id)}, {"remote_id", outcome.remote_id}});
     }
     if (record.new_state.empty()) log::warning("lease_lost", {{"job", std::to_string(job.id)}});
+    if (record.completed_early && record.new_state == "completed") wake_downloads();
     request_finished();
   }
 
@@ -351,12 +377,173 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
           if (applied.submit_to_complete_seconds) metrics.submit_to_complete().Observe(*applied.submit_to_complete_seconds);
           log::debug("completed_by_poll", {{"job", std::to_string(applied.job_id)}, {"status", status.status}});
           wake();
+          if (status.status == "completed") wake_downloads();
         }
       }
     } catch (const std::exception& e) {
       note_database(false, "poll", &e);
     }
     request_finished();
+  }
+
+  // ---- downloads --------------------------------------------------------------------
+  db::DownloadSettings download_settings() const {
+    db::DownloadSettings settings;
+    settings.instance = options.queue.instance;
+    settings.max_attempts = options.outputs.max_attempts;
+    // Longer than an attempt can last, so a live owner's claim never expires under it.
+    settings.lease = std::chrono::duration_cast<Duration>(options.outputs.timeout) + std::chrono::seconds(60);
+    return settings;
+  }
+
+  awaitable<void> download_loop() {
+    auto self = shared_from_this();
+    bool started = false;  // this process's start-up cleanup is done
+    while (!stopping) {
+      downloads_woken = false;
+      std::chrono::steady_clock::duration wait = options.safety_poll;
+      // Off (it may be turned on by SIGHUP), or waiting for the first heartbeat: until
+      // the instance row exists, other instances would take our claims for a dead
+      // instance's.
+      if (options.outputs.download && registered) {
+        try {
+          auto settings = download_settings();
+          if (!started) {
+            // Claims of an earlier process with this instance id (killed) are due again
+            // now, and the part files nobody holds any more are removed.
+            auto released = co_await pool.run([settings](pqxx::connection& c) {
+              return db::release_downloads(c, settings, false);
+            });
+            auto removed = co_await downloader->remove_stale_parts(options.outputs.dir);
+            log::notice("downloads_on", {{"dir", options.outputs.dir},
+                                         {"released_claims", std::to_string(released)},
+                                         {"removed_part_files", std::to_string(removed)}});
+            started = true;
+          }
+          const std::int64_t wanted = std::max(0, options.outputs.concurrency - downloads_running);
+          auto claim = co_await pool.run([settings, wanted](pqxx::connection& c) {
+            return db::claim_downloads(c, settings, wanted);
+          });
+          note_database(true, "claim_downloads");
+          if (claim.gave_up > 0) {
+            metrics.downloads(ops::DownloadOutcome::gave_up).Increment(static_cast<double>(claim.gave_up));
+            log::warning("downloads_abandoned", {{"count", std::to_string(claim.gave_up)}});
+          }
+          for (auto& job : claim.jobs) {
+            ++downloads_running;
+            asio::co_spawn(executor, download(std::move(job)), asio::detached);
+          }
+          if (static_cast<std::int64_t>(claim.jobs.size()) == wanted && wanted > 0) continue;  // maybe more
+          // With every slot busy, a finishing download wakes us.
+          if (downloads_running < options.outputs.concurrency) wait = until(claim.next_due, options.safety_poll);
+        } catch (const std::exception& e) {
+          note_database(false, "claim_downloads", &e);
+          wait = std::min<std::chrono::steady_clock::duration>(options.safety_poll, 1s);
+        }
+      }
+      if (downloads_woken || stopping) continue;
+      co_await sleep(download_timer, wait);
+    }
+  }
+
+  awaitable<void> download(db::DownloadJob job) {
+    auto self = shared_from_this();
+    auto cancellation = std::make_shared<outputs::Cancellation>();
+    download_cancellations.push_back(cancellation);
+    if (stopping) cancellation->cancel();
+    outputs::DownloadRequest request;
+    request.job_id = job.id;
+    request.url = job.url;
+    request.dir = options.outputs.dir;
+    request.max_bytes = options.outputs.max_bytes;
+    request.timeout = options.outputs.timeout;
+    request.stall_timeout = std::min<std::chrono::milliseconds>(options.outputs.timeout, 60s);
+    log::debug("download_started", {{"job", std::to_string(job.id)}, {"attempt", std::to_string(job.attempt)},
+                                    {"url", outputs::redacted(job.url)}});
+    outputs::DownloadResult result;
+    try {
+      result = co_await downloader->download(request, cancellation);
+    } catch (const std::exception& e) {
+      // Not expected (failures are results), but one job must not take the engine down.
+      result.failure = outputs::FailureClass::transport;
+      result.message = e.what();
+    }
+    std::erase(download_cancellations, cancellation);
+
+    // What to record, decided once; the write below is retried while the database is away.
+    auto settings = download_settings();
+    ops::DownloadOutcome outcome = ops::DownloadOutcome::ok;
+    std::optional<Duration> retry_after;
+    std::string error_json;
+    if (!result.ok && result.failure == outputs::FailureClass::interrupted) {
+      outcome = ops::DownloadOutcome::interrupted;
+    } else if (!result.ok) {
+      boost::json::object error{{"class", outputs::to_string(result.failure)},
+                                {"message", result.message},
+                                {"attempt", job.attempt}};
+      if (result.http_status != 0) error["status"] = result.http_status;
+      error_json = boost::json::serialize(error);
+      if (outputs::is_retryable(result.failure) && job.attempt < options.outputs.max_attempts) {
+        outcome = ops::DownloadOutcome::retry;
+        retry_after = api::retry_delay(job.attempt, options.outputs.retry_base, options.outputs.retry_max, unit_random());
+      } else {
+        outcome = ops::DownloadOutcome::gave_up;
+      }
+    }
+    for (int attempt = 0;; ++attempt) {
+      try {
+        switch (outcome) {
+          case ops::DownloadOutcome::ok: {
+            auto path = result.path;
+            auto bytes = static_cast<std::int64_t>(result.bytes);
+            co_await pool.run([settings, id = job.id, path, bytes](pqxx::connection& c) {
+              db::record_download_ok(c, settings, id, path, bytes);
+            });
+            break;
+          }
+          case ops::DownloadOutcome::interrupted:
+            co_await pool.run([settings, id = job.id](pqxx::connection& c) { db::release_download(c, settings, id); });
+            break;
+          case ops::DownloadOutcome::retry:
+          case ops::DownloadOutcome::gave_up:
+            co_await pool.run([settings, id = job.id, error_json, retry_after](pqxx::connection& c) {
+              return db::record_download_failed(c, settings, id, error_json, retry_after);
+            });
+            break;
+        }
+        note_database(true, "record_download");
+        break;
+      } catch (const std::exception& e) {
+        note_database(false, "record_download", &e);
+      }
+      // Unrecorded, the claim's lease expires and the download runs again: no loss.
+      if (stopping && attempt > 3) break;
+      asio::steady_timer backoff(executor);
+      co_await sleep(backoff, std::min<std::chrono::steady_clock::duration>(100ms * (1 << std::min(attempt, 5)), 3s));
+    }
+    metrics.downloads(outcome).Increment();
+    const auto id = std::to_string(job.id);
+    switch (outcome) {
+      case ops::DownloadOutcome::ok:
+        metrics.download_bytes().Increment(static_cast<double>(result.bytes));
+        log::info("downloaded", {{"job", id}, {"path", result.path}, {"bytes", std::to_string(result.bytes)},
+                                 {"attempt", std::to_string(job.attempt)}});
+        break;
+      case ops::DownloadOutcome::interrupted:
+        log::info("download_interrupted", {{"job", id}});
+        break;
+      case ops::DownloadOutcome::retry:
+        log::warning("download_failed", {{"job", id}, {"attempt", std::to_string(job.attempt)},
+                                         {"class", outputs::to_string(result.failure)}, {"message", result.message}});
+        break;
+      case ops::DownloadOutcome::gave_up:
+        log::error("download_gave_up", {{"job", id}, {"attempts", std::to_string(job.attempt)},
+                                        {"class", outputs::to_string(result.failure)}, {"message", result.message}});
+        break;
+    }
+    --downloads_running;
+    if (stopping && downloads_running == 0) drained.cancel();
+    wake_downloads();
   }
 
   // ---- credits ----------------------------------------------------------------------
@@ -410,7 +597,11 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
   // ---- LISTEN -----------------------------------------------------------------------
   struct Receiver : pqxx::notification_receiver {
     Receiver(pqxx::connection& c, State& s) : pqxx::notification_receiver(c, "klingq_jobs"), state(s) {}
-    void operator()(const std::string&, int) override { state.wake(); }
+    void operator()(const std::string& payload, int) override {
+      state.wake();
+      // "slot": some instance recorded a completion, maybe a video due for download.
+      if (payload == "slot") state.wake_downloads();
+    }
     State& state;
   };
 
@@ -461,6 +652,10 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
         snapshot = co_await pool.run([settings, text](pqxx::connection& c) { return db::heartbeat(c, settings, text); });
         note_database(true, "heartbeat");
         halted = snapshot.halted;
+        if (!registered) {
+          registered = true;
+          wake_downloads();
+        }
         publish_metrics();
       } catch (const std::exception& e) {
         note_database(false, "heartbeat", &e);
@@ -551,6 +746,7 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
           metrics.webhooks(ops::WebhookResult::accepted).Increment();
           if (applied.submit_to_complete_seconds) metrics.submit_to_complete().Observe(*applied.submit_to_complete_seconds);
           wake();  // the parallel slot is free now
+          if (completion.status == "completed") wake_downloads();
           break;
         case db::CompletionResult::duplicate:
           metrics.webhooks(ops::WebhookResult::duplicate).Increment();
@@ -593,7 +789,13 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
     credit_timer.cancel();
     heartbeat_timer.cancel();
     wake_recorders();
+    download_timer.cancel();
     if (listen_socket) listen_socket->cancel();
+    // A download can take minutes, far beyond the grace: cut it short. Its attempt is
+    // released uncounted and runs again on the next start (from scratch; the part file
+    // is removed).
+    auto running = download_cancellations;
+    for (auto& cancellation : running) cancellation->cancel();
   }
 };
 
@@ -619,6 +821,7 @@ awaitable<void> Engine::run() {
   s.spawn_loop(&State::poll_loop);
   s.spawn_loop(&State::credit_loop);
   s.spawn_loop(&State::heartbeat_loop);
+  s.spawn_loop(&State::download_loop);
   // Wait for stop(), then for the loops and every in-flight request, within the grace.
   while (!s.stopping) {
     s.drained.expires_at(std::chrono::steady_clock::time_point::max());
@@ -626,7 +829,8 @@ awaitable<void> Engine::run() {
     co_await s.drained.async_wait(asio::redirect_error(use_awaitable, ec));
   }
   const auto deadline = std::chrono::steady_clock::now() + s.options.shutdown_grace;
-  while ((s.in_flight > 0 || s.loops_running > 0) && std::chrono::steady_clock::now() < deadline) {
+  while ((s.in_flight > 0 || s.loops_running > 0 || s.downloads_running > 0) &&
+         std::chrono::steady_clock::now() < deadline) {
     s.drained.expires_at(deadline);
     boost::system::error_code ec;
     co_await s.drained.async_wait(asio::redirect_error(use_awaitable, ec));
@@ -634,8 +838,11 @@ awaitable<void> Engine::run() {
   if (s.in_flight > 0) log::warning("shutdown_with_requests_in_flight", {{"count", std::to_string(s.in_flight)}});
   try {
     auto settings = s.options.queue;
-    auto released = co_await s.pool.run([settings](pqxx::connection& c) {
+    auto download_settings = s.download_settings();
+    auto released = co_await s.pool.run([settings, download_settings](pqxx::connection& c) {
       auto n = db::release_leases(c, settings);
+      // Downloads that did not report within the grace: due again, uncounted.
+      db::release_downloads(c, download_settings, true);
       db::remove_instance(c, settings);
       return n;
     });

@@ -13,9 +13,13 @@
 //   credit loop   the balance query at start, periodically, and soon after a credit hold
 //   listener      LISTEN klingq_jobs on a dedicated connection, rebuilt when it breaks
 //   heartbeat     the instance row, metrics and systemd STATUS/WATCHDOG
+//   downloads     with outputs.download on: claims completed jobs whose video is due
+//                 (db/outputs) and fetches each into outputs.dir (lib/outputs), a few at
+//                 a time, retrying with backoff; never through the API client or limits
 //
-// stop() ends claiming at once; run() returns when in-flight requests have finished
-// (bounded by the shutdown grace) and this instance's unsent leases are released.
+// stop() ends claiming at once and interrupts downloads (their attempts are released,
+// not counted, and resume on the next start); run() returns when in-flight requests have
+// finished (bounded by the shutdown grace) and this instance's unsent leases are released.
 #pragma once
 
 #include "api/protocol.hpp"
@@ -36,6 +40,18 @@
 
 namespace klingq::dispatcher {
 
+// outputs.*: where and how finished videos are downloaded.
+struct OutputOptions {
+  bool download = false;
+  std::string dir;
+  int max_attempts = 5;
+  std::uint64_t max_bytes = std::uint64_t{2} << 30;
+  std::chrono::milliseconds timeout{1800000};  // one attempt: redirects, headers, body
+  int concurrency = 4;
+  Duration retry_base = std::chrono::seconds(2);  // dispatch.retry_base_ms, doubling
+  Duration retry_max = std::chrono::seconds(600);
+};
+
 struct EngineOptions {
   db::QueueSettings queue;
   config::Protocol protocol = config::Protocol::graphql;
@@ -50,6 +66,7 @@ struct EngineOptions {
   std::int64_t low_balance_warning = 1000;
   Duration shutdown_grace = std::chrono::seconds(10);
   Duration heartbeat = std::chrono::seconds(5);
+  OutputOptions outputs;
 };
 
 // Builds the options from a validated config and the API key.

@@ -17,6 +17,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -24,11 +25,13 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/write.hpp>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <charconv>
 #include <cstdint>
 #include <exception>
 #include <mutex>
@@ -249,6 +252,28 @@ asio::awaitable<void> serve_connection(std::shared_ptr<ServerState> state,
     if (response.find(close_without_response_header) != response.end()) {
       // Fault injection for klingq-sim (connection reset before/after acting on the
       // request): drop the connection with an RST and write nothing.
+      state->set_busy(id, false);
+      error_code ignored;
+      stream->socket().set_option(asio::socket_base::linger(true, 0), ignored);
+      break;
+    }
+    if (auto truncate = response.find(truncate_body_header); truncate != response.end()) {
+      // Fault injection for klingq-sim: the header promises the whole body, the wire
+      // carries part of it, and an RST ends the connection mid-body.
+      std::size_t keep = 0;
+      auto value = truncate->value();
+      std::from_chars(value.data(), value.data() + value.size(), keep);
+      response.erase(truncate);
+      response.version(version);
+      response.keep_alive(false);
+      response.prepare_payload();
+      keep = std::min(keep, response.body().size());
+      stream->expires_after(options.write_timeout);
+      bhttp::response_serializer<bhttp::string_body> serializer(response);
+      auto [header_error, header_bytes] = co_await bhttp::async_write_header(*stream, serializer, as_result);
+      if (!header_error && keep > 0) {
+        co_await asio::async_write(*stream, asio::buffer(response.body().data(), keep), as_result);
+      }
       state->set_busy(id, false);
       error_code ignored;
       stream->socket().set_option(asio::socket_base::linger(true, 0), ignored);

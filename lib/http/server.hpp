@@ -28,6 +28,10 @@ using Handler = std::function<boost::asio::awaitable<Response>(Request)>;
 // A handler that sets this header on its Response gets the connection reset (RST)
 // instead of the response written: klingq-sim's "connection reset" faults use it.
 inline constexpr std::string_view close_without_response_header = "X-Close-Without-Response";
+// A handler that sets this header (value: a byte count N) gets its response written
+// with the full body's Content-Length but only the first N bytes of the body, then the
+// connection reset: klingq-sim's "download cut short" fault uses it.
+inline constexpr std::string_view truncate_body_header = "X-Truncate-Body-At";
 
 struct ServerOptions {
   std::size_t body_limit = 1024 * 1024;            // larger bodies get 413

@@ -57,6 +57,16 @@ std::string_view to_string(WebhookResult value) {
   return "unknown";
 }
 
+std::string_view to_string(DownloadOutcome value) {
+  switch (value) {
+    case DownloadOutcome::ok: return "ok";
+    case DownloadOutcome::retry: return "retry";
+    case DownloadOutcome::gave_up: return "gave_up";
+    case DownloadOutcome::interrupted: return "interrupted";
+  }
+  return "unknown";
+}
+
 // An API exchange is tens of milliseconds when healthy and up to the request timeout
 // (30 s by default) when not.
 const prometheus::Histogram::BucketBoundaries& Metrics::api_duration_buckets() {
@@ -157,6 +167,12 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   paused_ = &gauge("klingq_paused", "1 when dispatch is paused in the database, else 0.");
   stuck_jobs_ = &gauge("klingq_stuck_jobs",
                        "Submitted jobs unresolved past poll.horizon_seconds.");
+  add_all<DownloadOutcome>(prometheus::BuildCounter()
+                               .Name("klingq_downloads_total")
+                               .Help("Video download attempts (outputs.download) by result.")
+                               .Register(registry),
+                           "result", downloads_);
+  download_bytes_ = &counter("klingq_download_bytes_total", "Bytes of videos downloaded and stored.");
 }
 
 Metrics::~Metrics() = default;

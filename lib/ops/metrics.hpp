@@ -23,6 +23,8 @@
 //   klingq_instances                              gauge   live klingqd instances (heartbeats)
 //   klingq_halted, klingq_paused                  gauges  1 when dispatch is stopped
 //   klingq_stuck_jobs                             gauge   submitted past poll.horizon_seconds
+//   klingq_downloads_total{result}                counter video download attempts (outputs.download)
+//   klingq_download_bytes_total                   counter bytes of videos stored
 //
 // Thread safety: prometheus-cpp counters, gauges and histograms are atomic; any thread
 // may update them while another serializes. The references stay valid as long as the
@@ -57,6 +59,9 @@ using Window = ratelimit::Window;
 enum class ApiCall { submit, poll, credits };
 // How a webhook delivery ended.
 enum class WebhookResult { accepted, rejected_signature, too_large, unknown_job, duplicate, bad_request };
+// How a video download attempt ended: stored, failed and to be retried, failed for the
+// last time, or cut short by shutdown (retried later, not counted as an attempt).
+enum class DownloadOutcome { ok, retry, gave_up, interrupted };
 
 // Series per labelled family: "last enumerator + 1". An enumerator added anywhere but
 // last must update these; the accessors use std::array::at, so a miss throws
@@ -67,12 +72,15 @@ inline constexpr std::size_t window_count = static_cast<std::size_t>(Window::par
 inline constexpr std::size_t api_call_count = static_cast<std::size_t>(ApiCall::credits) + 1;
 inline constexpr std::size_t webhook_result_count =
     static_cast<std::size_t>(WebhookResult::bad_request) + 1;
+inline constexpr std::size_t download_outcome_count =
+    static_cast<std::size_t>(DownloadOutcome::interrupted) + 1;
 
 // The label value of each enumerator ("queued", "submit", ...); Outcome and Window use
 // api::to_string and ratelimit::to_string, found by argument-dependent lookup.
 std::string_view to_string(JobState value);
 std::string_view to_string(ApiCall value);
 std::string_view to_string(WebhookResult value);
+std::string_view to_string(DownloadOutcome value);
 
 class Metrics {
  public:
@@ -119,6 +127,8 @@ class Metrics {
   prometheus::Gauge& halted() { return *halted_; }
   prometheus::Gauge& paused() { return *paused_; }
   prometheus::Gauge& stuck_jobs() { return *stuck_jobs_; }
+  prometheus::Counter& downloads(DownloadOutcome result) { return *downloads_.at(index(result)); }
+  prometheus::Counter& download_bytes() { return *download_bytes_; }
 
   // Convenience for the 0/1 gauges and whole-number gauges fed from integers.
   static void set_flag(prometheus::Gauge& gauge, bool on) { gauge.Set(on ? 1.0 : 0.0); }
@@ -163,6 +173,8 @@ class Metrics {
   prometheus::Gauge* halted_ = nullptr;
   prometheus::Gauge* paused_ = nullptr;
   prometheus::Gauge* stuck_jobs_ = nullptr;
+  std::array<prometheus::Counter*, download_outcome_count> downloads_{};
+  prometheus::Counter* download_bytes_ = nullptr;
 };
 
 }  // namespace klingq::ops

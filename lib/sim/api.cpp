@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <cmath>
 #include <stdexcept>
 
@@ -211,6 +212,10 @@ json::object config_json(const Account& account) {
   o["webhook_delay"] = s.webhook_faults.delay;
   o["webhook_delay_ms"] = s.webhook_faults.delay_ms;
   o["webhook_reorder"] = s.webhook_faults.reorder;
+  o["output_bytes"] = s.outputs.bytes;
+  o["output_fault_500"] = s.outputs.server_error;
+  o["output_fault_truncate"] = s.outputs.truncate;
+  o["output_redirects"] = s.outputs.redirects;
   o["seed"] = s.seed;
   return o;
 }
@@ -270,6 +275,10 @@ Settings apply_config(Settings s, const json::object& body, std::optional<std::i
     else if (key == "webhook_delay") s.webhook_faults.delay = number(v, key);
     else if (key == "webhook_delay_ms") s.webhook_faults.delay_ms = static_cast<int>(integer(v, key));
     else if (key == "webhook_reorder") s.webhook_faults.reorder = number(v, key);
+    else if (key == "output_bytes") s.outputs.bytes = integer(v, key);
+    else if (key == "output_fault_500") s.outputs.server_error = number(v, key);
+    else if (key == "output_fault_truncate") s.outputs.truncate = number(v, key);
+    else if (key == "output_redirects") s.outputs.redirects = static_cast<int>(std::clamp<std::int64_t>(integer(v, key), -1, 1000));
     else throw std::invalid_argument("unknown key \"" + std::string(key) + "\"");
   }
   if (balance && *balance < 0) throw std::invalid_argument("credits must be >= 0");
@@ -318,6 +327,12 @@ json::object stats_json(Account& account, const TimeScale& scale, TimePoint now)
                                {"failed", st.webhooks_failed},       {"dropped", st.webhooks_dropped},
                                {"duplicated", st.webhooks_duplicated}, {"delayed", st.webhooks_delayed},
                                {"reordered", st.webhooks_reordered}};
+  o["outputs"] = json::object{{"requests", st.output_requests},
+                              {"served", st.outputs_served},
+                              {"truncated", st.outputs_truncated},
+                              {"server_errors", st.output_server_errors},
+                              {"not_found", st.output_not_found},
+                              {"redirects", st.output_redirects}};
   auto usage = account.usage(now);
   o["window"] = json::object{{"limit", usage.limits.rpm},
                              {"used", usage.window_used},
@@ -377,6 +392,7 @@ ApiReply Api::handle(const ApiRequest& request, TimePoint real_now) {
   auto now = scale_.to_sim(real_now);
   auto path = request.target.substr(0, request.target.find('?'));
   if (path.starts_with("/_sim/")) return handle_control(request, path, now);
+  if (path.starts_with("/outputs/")) return handle_output(request, path, now);
   if (path == "/graphql" || path == "/v1/text_to_video" || path == "/v1/credits" ||
       path.starts_with("/v1/jobs/")) {
     return handle_api(request, path, real_now, now);
@@ -656,6 +672,64 @@ ApiReply Api::handle_control(const ApiRequest& request, std::string_view path, T
     return json_reply(config_json(account_));
   }
   return control_error(404, "no such control endpoint: " + std::string(request.method) + " " + std::string(path));
+}
+
+ApiReply Api::handle_output(const ApiRequest& request, std::string_view path, TimePoint now) {
+  auto& stats = account_.stats();
+  ++stats.output_requests;
+  account_.advance(now);
+  auto text_reply = [](unsigned status, std::string body) {
+    ApiReply reply;
+    reply.status = status;
+    reply.content_type = "text/plain";
+    reply.body = std::move(body);
+    return reply;
+  };
+  if (request.method != "GET") {
+    auto reply = text_reply(405, "GET only\n");
+    reply.headers.emplace_back("Allow", "GET");
+    return reply;
+  }
+  auto name = path.substr(std::string_view("/outputs/").size());
+  const Job* job = nullptr;
+  if (name.ends_with(".mp4")) job = account_.find_job(std::string(name.substr(0, name.size() - 4)));
+  const auto size = account_.settings().outputs.bytes;
+  if (!job || job->status != JobStatus::completed || size <= 0) {
+    ++stats.output_not_found;
+    return text_reply(404, "no such video\n");
+  }
+  // A CDN's hops: ?hop=1, ?hop=2, ... until the configured count, each a relative
+  // Location (absolute path), as edge servers send them.
+  int hop = 0;
+  if (auto query = request.target.find("?hop="); query != std::string_view::npos) {
+    auto digits = request.target.substr(query + 5);
+    std::from_chars(digits.data(), digits.data() + digits.size(), hop);
+  }
+  if (hop < account_.settings().outputs.redirects) {
+    ++stats.output_redirects;
+    auto reply = text_reply(302, "moved\n");
+    reply.headers.emplace_back("Location", std::string(path) + "?hop=" + std::to_string(hop + 1));
+    return reply;
+  }
+  switch (account_.draw_output_fault()) {
+    case OutputFault::server_error:
+      ++stats.output_server_errors;
+      return text_reply(500, "internal error\n");
+    case OutputFault::truncate: {
+      ++stats.outputs_truncated;
+      ApiReply reply;
+      reply.content_type = "video/mp4";
+      reply.body = output_content(job->id, static_cast<std::size_t>(size));
+      reply.truncate_body_at = reply.body.size() / 2;
+      return reply;
+    }
+    case OutputFault::none: break;
+  }
+  ++stats.outputs_served;
+  ApiReply reply;
+  reply.content_type = "video/mp4";
+  reply.body = output_content(job->id, static_cast<std::size_t>(size));
+  return reply;
 }
 
 std::vector<WebhookDelivery> Api::take_webhooks(TimePoint real_now) {

@@ -39,6 +39,9 @@ struct ApiReply {
   bool close_without_response = false;
   // Fault injection: answer this much (real time) later.
   std::chrono::milliseconds delay{0};
+  // Fault injection: announce the whole body's length, send only this many bytes of it,
+  // then reset the connection (a download cut short).
+  std::optional<std::size_t> truncate_body_at;
 
   // The value of a header set on this reply, "" when absent (tests).
   std::string header(std::string_view name) const;
@@ -85,6 +88,9 @@ class Api {
                   TimePoint now, const std::string& response_key,
                   const std::vector<graphql::Field>& selection);
   ApiReply handle_control(const ApiRequest& request, std::string_view path, TimePoint now);
+  // GET /outputs/<id>.mp4: a completed job's video (OutputSettings), no authentication
+  // (like a CDN URL) and outside every API limit.
+  ApiReply handle_output(const ApiRequest& request, std::string_view path, TimePoint now);
   ApiReply error_reply(const ApiError& error, TimePoint real_now) const;
   void add_rate_headers(ApiReply& reply, TimePoint now);
 

@@ -1,6 +1,7 @@
 // klingq-sim's command line: see options.hpp.
 #include "sim/options.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <fstream>
 #include <functional>
@@ -52,6 +53,11 @@ std::string usage_text() {
   --fault-500 R --fault-503 R --fault-slow R --slow-ms MS
   --fault-reset-before R --fault-reset-after R --fault-malformed R --fault-429-bare R
   --webhook-drop R --webhook-duplicate R --webhook-delay R --webhook-delay-ms MS --webhook-reorder R
+  --output-bytes N            serve each completed job's video (N bytes, deterministic) at
+                              GET /outputs/ID.mp4 and point its url there (default 0: urls
+                              name https://cdn.doitong.com, nothing served)
+  --output-fault-500 R --output-fault-truncate R   faults per video download
+  --output-redirects N        each video is reached through N redirects (302, relative Location)
   --log-level LEVEL           debug | info | notice | warning | error (default notice)
 Prints "listening on HOST:PORT" once serving. Control: GET /_sim/stats, GET /_sim/jobs,
 GET|POST /_sim/config, POST /_sim/reset.
@@ -128,6 +134,12 @@ Options parse_options(const std::vector<std::string>& args, const char* env_api_
       {"--webhook-delay", rate(s.webhook_faults.delay)},
       {"--webhook-delay-ms", milliseconds(s.webhook_faults.delay_ms)},
       {"--webhook-reorder", rate(s.webhook_faults.reorder)},
+      {"--output-bytes", [&](const std::string& option, const std::string& v) { s.outputs.bytes = parse_int(option, v); }},
+      {"--output-fault-500", rate(s.outputs.server_error)},
+      {"--output-fault-truncate", rate(s.outputs.truncate)},
+      {"--output-redirects", [&](const std::string& option, const std::string& v) {
+         s.outputs.redirects = static_cast<int>(std::clamp<std::int64_t>(parse_int(option, v), -1, 1000));
+       }},
       {"--log-level", [&](auto&, const std::string& v) { o.log_level = v; }},
   };
   for (std::size_t i = 0; i < args.size(); ++i) {

@@ -7,7 +7,8 @@
 //              [--slow-ms MS] [--fault-reset-before R] [--fault-reset-after R]
 //              [--fault-malformed R] [--fault-429-bare R] [--webhook-drop R]
 //              [--webhook-duplicate R] [--webhook-delay R] [--webhook-delay-ms MS]
-//              [--webhook-reorder R] [--log-level LEVEL]
+//              [--webhook-reorder R] [--output-bytes N] [--output-fault-500 R]
+//              [--output-fault-truncate R] [--output-redirects N] [--log-level LEVEL]
 //
 // The API key may come from --api-key-file FILE or $KLINGQ_SIM_API_KEY instead, so that
 // it need not appear in a process listing; it is never printed.

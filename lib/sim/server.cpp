@@ -107,6 +107,7 @@ struct Simulator::State : std::enable_shared_from_this<Simulator::State> {
     auto response = http::make_response(reply.status, std::move(reply.body), reply.content_type);
     for (auto& [name, value] : reply.headers) response.set(name, value);
     if (reply.close_without_response) response.set(http::close_without_response_header, "1");
+    if (reply.truncate_body_at) response.set(http::truncate_body_header, std::to_string(*reply.truncate_body_at));
     co_return response;
   }
 
@@ -236,7 +237,14 @@ bool Simulator::busy() const {
   return state_->deliveries_in_flight > 0 || state_->server->connection_count() > 0;
 }
 
-tcp::endpoint Simulator::listen(const std::string& host_port) { return state_->server->listen(host_port); }
+tcp::endpoint Simulator::listen(const std::string& host_port) {
+  auto bound = state_->server->listen(host_port);
+  // Videos are served from the address actually bound (port 0 picks one).
+  auto address = bound.address();
+  auto host = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
+  state_->api.account().set_output_origin("http://" + host + ":" + std::to_string(bound.port()));
+  return bound;
+}
 
 void Simulator::start() {
   state_->server->start();

@@ -114,6 +114,35 @@ void Settings::validate() const {
   check_rate(webhook_faults.delay, "webhook-delay");
   check_rate(webhook_faults.reorder, "webhook-reorder");
   if (webhook_faults.delay_ms < 0) throw std::invalid_argument("webhook-delay-ms must be >= 0");
+  // Each video is built in memory per GET: a simulator, not a CDN.
+  if (outputs.bytes < 0 || outputs.bytes > (std::int64_t{256} << 20)) {
+    throw std::invalid_argument("output-bytes must be between 0 and 268435456");
+  }
+  if (outputs.redirects < 0 || outputs.redirects > 20) {
+    throw std::invalid_argument("output-redirects must be between 0 and 20");
+  }
+  check_rate(outputs.server_error, "output-fault-500");
+  check_rate(outputs.truncate, "output-fault-truncate");
+  if (outputs.server_error + outputs.truncate > 1.0 + 1e-9) {
+    throw std::invalid_argument("output-fault-* rates must add up to at most 1");
+  }
+}
+
+std::string output_content(std::string_view job_id, std::size_t size) {
+  // FNV-1a of the id seeds a xorshift64* stream: cheap, deterministic, and no two
+  // jobs' videos share a prefix.
+  std::uint64_t x = 14695981039346656037ull;
+  for (unsigned char c : job_id) x = (x ^ c) * 1099511628211ull;
+  if (x == 0) x = 1;
+  std::string out(size, '\0');
+  for (std::size_t i = 0; i < size; i += 8) {
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    std::uint64_t word = x * 2685821657736338717ull;
+    for (std::size_t b = 0; b < 8 && i + b < size; ++b) out[i + b] = static_cast<char>(word >> (8 * b));
+  }
+  return out;
 }
 
 Account::Account(Settings settings, TimePoint now) { reset(std::move(settings), now); }
@@ -146,6 +175,7 @@ void Account::reset(Settings settings, TimePoint now) {
   fault_random_.seed(settings_.seed * 4 + 1);
   webhook_random_.seed(settings_.seed * 4 + 2);
   id_random_.seed(settings_.seed * 4 + 3);
+  output_random_.seed(settings_.seed ^ 0x9e3779b97f4a7c15ull);
 }
 
 void Account::roll_windows(TimePoint now) {
@@ -177,7 +207,8 @@ void Account::advance(TimePoint now) {
     } else {
       job.status = JobStatus::completed;
       ++completed_;
-      job.url = "https://cdn.doitong.com/outputs/" + job.id + ".mp4";
+      const bool served_here = settings_.outputs.bytes > 0 && !output_origin_.empty();
+      job.url = (served_here ? output_origin_ : std::string("https://cdn.doitong.com")) + "/outputs/" + job.id + ".mp4";
     }
     finished_.push_back(job.id);
   }
@@ -389,6 +420,14 @@ WebhookFaults Account::draw_webhook_faults() {
   stats_.webhooks_delayed += out.delay;
   stats_.webhooks_reordered += out.reorder;
   return out;
+}
+
+OutputFault Account::draw_output_fault() {
+  const auto& o = settings_.outputs;
+  double u = std::uniform_real_distribution<double>(0, 1)(output_random_);
+  if (u < o.server_error) return OutputFault::server_error;
+  if (u < o.server_error + o.truncate) return OutputFault::truncate;
+  return OutputFault::none;
 }
 
 std::int64_t Account::jobs_with(JobStatus status) const {

@@ -26,6 +26,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <variant>
@@ -57,6 +58,16 @@ struct WebhookFaultRates {
   int delay_ms = 1000;
 };
 
+// The videos themselves, so that downloads (outputs.download) are testable: with bytes
+// set, a completed job's url points at the simulator (GET /outputs/<id>.mp4) instead of
+// the CDN, and each download may be faulted (probabilities per GET, summing to at most 1).
+struct OutputSettings {
+  std::int64_t bytes = 0;     // size of every video; 0 = not served, urls name the CDN
+  double server_error = 0;    // answered 500, no body
+  double truncate = 0;        // the full Content-Length announced, half the body sent, then a reset
+  int redirects = 0;          // each video is reached through this many 302s (a CDN's hops)
+};
+
 // Everything the command line and /_sim/config set.
 struct Settings {
   config::Plan plan = config::Plan::free;
@@ -70,6 +81,7 @@ struct Settings {
   double fail_rate = 0;                  // probability that a job ends `failed`
   FaultRates faults;
   WebhookFaultRates webhook_faults;
+  OutputSettings outputs;
   std::uint64_t seed = 1;                // every random decision derives from it
   config::CostTable cost;
 
@@ -124,6 +136,12 @@ struct Usage {
   std::optional<TimePoint> next_slot;  // earliest end of a processing job
 };
 
+enum class OutputFault { none, server_error, truncate };
+
+// The bytes of job `job_id`'s video: `size` bytes that depend only on the id, so that a
+// test can tell a complete, correct download from a truncated or mixed-up one.
+std::string output_content(std::string_view job_id, std::size_t size);
+
 enum class Fault { none, server_error, bad_gateway, unavailable, slow, reset_before, reset_after,
                    malformed, bare_429 };
 const char* to_string(Fault fault);
@@ -162,6 +180,12 @@ struct Stats {
   std::int64_t webhooks_duplicated = 0;
   std::int64_t webhooks_delayed = 0;
   std::int64_t webhooks_reordered = 0;
+  std::int64_t output_requests = 0;       // GET /outputs/... (not API requests: no limits)
+  std::int64_t outputs_served = 0;        // complete videos sent
+  std::int64_t outputs_truncated = 0;     // injected: cut off mid-body
+  std::int64_t output_server_errors = 0;  // injected: 500
+  std::int64_t output_not_found = 0;      // unknown, unfinished or failed jobs
+  std::int64_t output_redirects = 0;      // 302s answered on the way to a video
 };
 
 class Account {
@@ -200,6 +224,11 @@ class Account {
   // One draw per API request: which fault, if any, to inject.
   Fault draw_fault();
   WebhookFaults draw_webhook_faults();
+  OutputFault draw_output_fault();
+
+  // Where this simulator serves videos ("http://127.0.0.1:PORT"), set once it is bound;
+  // completed jobs' urls point there while settings().outputs.bytes > 0. Kept by reset().
+  void set_output_origin(std::string origin) { output_origin_ = std::move(origin); }
 
   Stats& stats() { return stats_; }
   const Stats& stats() const { return stats_; }
@@ -239,6 +268,8 @@ class Account {
   std::mt19937_64 fault_random_;    // HTTP faults
   std::mt19937_64 webhook_random_;  // webhook faults
   std::mt19937_64 id_random_;       // job ids
+  std::mt19937_64 output_random_;   // download faults
+  std::string output_origin_;
 };
 
 }  // namespace klingq::sim

@@ -69,6 +69,24 @@ TEST_CASE("bad config names the key") {
   CHECK(error_of("").empty());
 }
 
+TEST_CASE("outputs: download keys have defaults and name themselves when bad") {
+  Config defaults;
+  CHECK_FALSE(defaults.outputs.download);
+  CHECK(defaults.outputs.max_bytes == 2147483648);
+  CHECK(defaults.outputs.timeout_seconds == 1800);
+  CHECK(defaults.outputs.concurrency == 4);
+  auto config = parse("outputs:\n  download: true\n  dir: /srv/videos\n  max_bytes: 1048576\n"
+                      "  timeout_seconds: 60\n  concurrency: 2\n  max_attempts: 7\n");
+  config.validate();
+  CHECK(config.outputs.max_bytes == 1048576);
+  CHECK(config.outputs.concurrency == 2);
+  CHECK(error_of("outputs:\n  max_bytes: 0\n").find("'outputs.max_bytes'") != std::string::npos);
+  CHECK(error_of("outputs:\n  max_bytes: big\n").find("'outputs.max_bytes'") != std::string::npos);
+  CHECK(error_of("outputs:\n  timeout_seconds: 0\n").find("'outputs.timeout_seconds'") != std::string::npos);
+  CHECK(error_of("outputs:\n  concurrency: 0\n").find("'outputs.concurrency'") != std::string::npos);
+  CHECK(error_of("outputs:\n  max_attempts: 0\n").find("'outputs.max_attempts'") != std::string::npos);
+}
+
 TEST_CASE("secrets and passwords never print") {
   auto config = parse("webhook:\n  listen: 127.0.0.1:0\n  secrets: [s3cr3t-one, s3cr3t-two]\n");
   REQUIRE(config.webhook.secrets.size() == 2);

@@ -117,7 +117,7 @@ TEST_CASE("metrics: every documented family is registered once, every name prefi
       "klingq_low_balance", "klingq_api_request_duration_seconds",
       "klingq_insert_to_submit_seconds", "klingq_submit_to_complete_seconds",
       "klingq_webhooks_total", "klingq_polls_total", "klingq_instances", "klingq_halted",
-      "klingq_paused", "klingq_stuck_jobs"};
+      "klingq_paused", "klingq_stuck_jobs", "klingq_downloads_total", "klingq_download_bytes_total"};
   CHECK(families.size() == expected.size());
   for (const auto& name : expected) CHECK_MESSAGE(families.count(name) == 1, name);
 
@@ -137,6 +137,11 @@ TEST_CASE("metrics: every documented family is registered once, every name prefi
     CHECK(has_line(text, "klingq_webhooks_total{result=\"" + std::string(to_string(result)) +
                              "\"} 0"));
   }
+  for (auto result : {DownloadOutcome::ok, DownloadOutcome::retry, DownloadOutcome::gave_up,
+                      DownloadOutcome::interrupted}) {
+    CHECK(has_line(text, "klingq_downloads_total{result=\"" + std::string(to_string(result)) + "\"} 0"));
+  }
+  CHECK(has_line(text, "klingq_download_bytes_total 0"));
 }
 
 TEST_CASE("metrics: accessors return the same series each time") {

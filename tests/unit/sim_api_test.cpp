@@ -359,3 +359,90 @@ TEST_CASE("enterprise is unlimited and reports no limit headers") {
   CHECK(reply.header("X-RateLimit-Limit").empty());
   CHECK(f.api.account().stats().max_parallel_seen == 500);
 }
+
+TEST_CASE("outputs: completed videos are served at the simulator, outside every limit") {
+  Settings s = quick(Plan::free);
+  s.outputs.bytes = 1000;
+  Fixture f(s);
+  f.api.account().set_output_origin("http://127.0.0.1:4567");
+  auto submit = f.graphql(seed_body, f.real0);
+  std::string id(body_of(submit).at("data").at("generate").at("id").as_string());
+  auto get = [&](std::string_view target, TimePoint real) {
+    ApiRequest r;
+    r.method = "GET";
+    r.target = target;
+    return f.api.handle(r, real);
+  };
+  // Not finished yet: nothing to serve.
+  CHECK(get("/outputs/" + id + ".mp4", f.real0).status == 404);
+  auto status = f.rest("GET", "/v1/jobs/" + id, "", f.real0 + 3s);
+  auto url = std::string(body_of(status).at("data").at("generatevideo").at("url").as_string());
+  CHECK(url == "http://127.0.0.1:4567/outputs/" + id + ".mp4");
+  const auto requests_before = f.api.account().stats().requests;
+  auto video = get("/outputs/" + id + ".mp4", f.real0 + 3s);
+  CHECK(video.status == 200);
+  CHECK(video.content_type == "video/mp4");
+  CHECK(video.body == output_content(id, 1000));
+  CHECK_FALSE(video.truncate_body_at);
+  CHECK(video.header("X-RateLimit-Limit").empty());
+  CHECK(f.api.account().stats().requests == requests_before);  // not an API request
+  CHECK(get("/outputs/nope.mp4", f.real0 + 3s).status == 404);
+  CHECK(get("/outputs/" + id, f.real0 + 3s).status == 404);
+  const std::string video_target = "/outputs/" + id + ".mp4";
+  ApiRequest post;
+  post.method = "POST";
+  post.target = video_target;
+  CHECK(f.api.handle(post, f.real0 + 3s).status == 405);
+  auto stats = f.control("GET", "/_sim/stats", "", f.real0 + 3s).at("outputs").as_object();
+  CHECK(stats.at("requests") == 5);
+  CHECK(stats.at("served") == 1);
+  CHECK(stats.at("not_found") == 3);
+
+  // Faults, set through /_sim/config like the others.
+  f.control("POST", "/_sim/config", R"({"output_fault_truncate": 1})", f.real0 + 3s);
+  auto cut = get("/outputs/" + id + ".mp4", f.real0 + 3s);
+  CHECK(cut.status == 200);
+  CHECK(cut.body.size() == 1000);  // announced in full...
+  REQUIRE(cut.truncate_body_at);
+  CHECK(*cut.truncate_body_at == 500);  // ...sent by half
+  f.control("POST", "/_sim/config", R"({"output_fault_truncate": 0, "output_fault_500": 1})", f.real0 + 3s);
+  CHECK(get("/outputs/" + id + ".mp4", f.real0 + 3s).status == 500);
+  stats = f.control("GET", "/_sim/stats", "", f.real0 + 3s).at("outputs").as_object();
+  CHECK(stats.at("truncated") == 1);
+  CHECK(stats.at("server_errors") == 1);
+  auto config = f.control("GET", "/_sim/config", "", f.real0 + 3s);
+  CHECK(config.at("output_bytes") == 1000);
+
+  // Redirect hops, each to a relative Location, before the video itself.
+  f.control("POST", "/_sim/config", R"({"output_fault_500": 0, "output_redirects": 2})", f.real0 + 3s);
+  auto first = get(video_target, f.real0 + 3s);
+  CHECK(first.status == 302);
+  CHECK(first.header("Location") == video_target + "?hop=1");
+  const auto hop1 = video_target + "?hop=1";
+  CHECK(get(hop1, f.real0 + 3s).header("Location") == video_target + "?hop=2");
+  const auto hop2 = video_target + "?hop=2";
+  CHECK(get(hop2, f.real0 + 3s).body == output_content(id, 1000));
+  CHECK(f.control("GET", "/_sim/stats", "", f.real0 + 3s).at("outputs").at("redirects") == 2);
+}
+
+TEST_CASE("outputs: without --output-bytes the URLs name the CDN and nothing is served") {
+  Fixture f(quick(Plan::free));
+  f.api.account().set_output_origin("http://127.0.0.1:4567");
+  auto submit = f.graphql(seed_body, f.real0);
+  std::string id(body_of(submit).at("data").at("generate").at("id").as_string());
+  auto status = f.rest("GET", "/v1/jobs/" + id, "", f.real0 + 3s);
+  CHECK(body_of(status).at("data").at("generatevideo").at("url").as_string() ==
+        "https://cdn.doitong.com/outputs/" + id + ".mp4");
+  ApiRequest r;
+  r.method = "GET";
+  r.target = "/outputs/" + id + ".mp4";
+  CHECK(f.api.handle(r, f.real0 + 3s).status == 404);
+}
+
+TEST_CASE("outputs: video bytes depend on the job id only") {
+  CHECK(output_content("abc", 100) == output_content("abc", 100));
+  CHECK(output_content("abc", 100) != output_content("abd", 100));
+  CHECK(output_content("abc", 100).substr(0, 50) == output_content("abc", 50));
+  CHECK(output_content("abc", 0).empty());
+  CHECK(output_content("abc", 13).size() == 13);
+}

@@ -290,6 +290,22 @@ TEST_CASE("settings validation names the setting") {
   CHECK_THROWS_WITH_AS(s.validate(), doctest::Contains("rpm"), std::invalid_argument);
 }
 
+TEST_CASE("outputs: video settings are validated like the faults") {
+  Settings s;
+  s.outputs.bytes = -1;
+  CHECK_THROWS_WITH_AS(s.validate(), doctest::Contains("output-bytes"), std::invalid_argument);
+  s = Settings{};
+  s.outputs.bytes = std::int64_t{1} << 40;
+  CHECK_THROWS_WITH_AS(s.validate(), doctest::Contains("output-bytes"), std::invalid_argument);
+  s = Settings{};
+  s.outputs.truncate = 2;
+  CHECK_THROWS_WITH_AS(s.validate(), doctest::Contains("output-fault-truncate"), std::invalid_argument);
+  s = Settings{};
+  s.outputs.truncate = 0.6;
+  s.outputs.server_error = 0.6;
+  CHECK_THROWS_WITH_AS(s.validate(), doctest::Contains("at most 1"), std::invalid_argument);
+}
+
 TEST_CASE("the time scale maps both ways") {
   auto real0 = at("2026-01-01T00:00:00Z");
   auto sim0 = at("2030-06-30T23:59:55Z");

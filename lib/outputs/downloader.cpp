@@ -1,0 +1,510 @@
+// The I/O of one download: see downloader.hpp. Together with lib/http it is one of the
+// few files that include Beast's I/O headers.
+//
+// Model: up to 1 + max_redirects exchanges, each on a fresh connection (downloads are
+// few and large, so keep-alive would buy nothing) and each under its own deadline. The
+// final 200's body goes through a response_parser<buffer_body> into a fixed chunk
+// buffer, each chunk written to the part file on the file thread pool before the next
+// read: memory per download is one chunk, whatever the video's size.
+#include "outputs/downloader.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/ssl/stream_base.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+
+#include <openssl/ssl.h>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <optional>
+#include <type_traits>
+#include <variant>
+#include <vector>
+
+namespace klingq::outputs {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace ssl = boost::asio::ssl;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr auto as_result = asio::as_tuple(asio::use_awaitable);
+// Response headers beyond this are refused (CDNs send long ones, but not this long).
+constexpr std::uint32_t header_limit = 64 * 1024;
+// One read's worth of body, written to the file before the next read.
+constexpr std::size_t chunk_size = 256 * 1024;
+constexpr const char* user_agent = "klingq/0.1 (+outputs.download)";
+
+std::string errno_text(const char* what, const std::string& path, int error) {
+  return std::string(what) + " " + path + ": " + std::strerror(error);
+}
+
+// ---- the part file (blocking; runs on the file thread pool) ---------------------------
+
+struct Opened {
+  int fd = -1;
+  std::string error;  // set when fd < 0
+};
+
+// Creates dir if needed and opens dir/.<id>.mp4.part for writing under an exclusive
+// flock. Not O_TRUNC: truncating before holding the lock could destroy another
+// process's download in progress. After locking, the path must still name the inode we
+// locked, else the holder renamed or removed it meanwhile and we start over.
+Opened open_part(const std::string& dir, const OutputPaths& paths, std::optional<std::uint64_t> expected) {
+  Opened out;
+  std::error_code mkdir_error;
+  std::filesystem::create_directories(dir, mkdir_error);
+  if (mkdir_error) {
+    out.error = "cannot create " + dir + ": " + mkdir_error.message();
+    return out;
+  }
+  if (expected) {
+    // Fail before writing gigabytes into a disk that cannot hold them.
+    struct statvfs fs{};
+    if (::statvfs(dir.c_str(), &fs) == 0) {
+      auto available = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
+      if (available < *expected) {
+        out.error = "not enough space in " + dir + ": " + std::to_string(available) + " bytes free, " +
+                    std::to_string(*expected) + " needed";
+        return out;
+      }
+    }
+  }
+  for (int tries = 0; tries < 3; ++tries) {
+    int fd = ::open(paths.part_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      out.error = errno_text("cannot open", paths.part_path, errno);
+      return out;
+    }
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      int error = errno;
+      ::close(fd);
+      out.error = error == EWOULDBLOCK ? "another process is downloading " + paths.part_path
+                                       : errno_text("cannot lock", paths.part_path, error);
+      return out;
+    }
+    struct stat held{}, named{};
+    if (::fstat(fd, &held) != 0 || ::stat(paths.part_path.c_str(), &named) != 0 ||
+        held.st_ino != named.st_ino || held.st_dev != named.st_dev) {
+      ::close(fd);
+      continue;
+    }
+    if (::ftruncate(fd, 0) != 0) {
+      int error = errno;
+      ::unlink(paths.part_path.c_str());
+      ::close(fd);
+      out.error = errno_text("cannot truncate", paths.part_path, error);
+      return out;
+    }
+    out.fd = fd;
+    return out;
+  }
+  out.error = "the part file " + paths.part_path + " keeps changing under us";
+  return out;
+}
+
+std::optional<std::string> write_all(int fd, const char* data, std::size_t size, const std::string& path) {
+  while (size > 0) {
+    auto written = ::write(fd, data, size);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      return errno_text("cannot write", path, errno);
+    }
+    data += written;
+    size -= static_cast<std::size_t>(written);
+  }
+  return std::nullopt;
+}
+
+// Durable, then visible: the data reaches the disk before the rename makes it
+// dir/<id>.mp4, and the directory is synced so that the rename survives a power cut.
+// The lock is held until the rename is done (see open_part). Closes fd either way.
+std::optional<std::string> commit_part(int fd, const std::string& dir, const OutputPaths& paths,
+                                       std::uint64_t expected_bytes) {
+  auto fail = [&](std::string message) {
+    ::unlink(paths.part_path.c_str());
+    ::close(fd);
+    return std::optional<std::string>(std::move(message));
+  };
+  if (::fsync(fd) != 0) return fail(errno_text("cannot fsync", paths.part_path, errno));
+  struct stat written{};
+  if (::fstat(fd, &written) != 0) return fail(errno_text("cannot stat", paths.part_path, errno));
+  if (static_cast<std::uint64_t>(written.st_size) != expected_bytes) {
+    return fail(paths.part_path + " holds " + std::to_string(written.st_size) + " bytes, expected " +
+                std::to_string(expected_bytes));
+  }
+  if (::rename(paths.part_path.c_str(), paths.final_path.c_str()) != 0) {
+    return fail(errno_text("cannot rename to", paths.final_path, errno));
+  }
+  ::close(fd);
+  int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd >= 0) {
+    // The file is complete and in place; a failed directory sync only weakens the
+    // guarantee across a power cut, so it is not worth failing the download over.
+    ::fsync(dir_fd);
+    ::close(dir_fd);
+  }
+  return std::nullopt;
+}
+
+void discard_part(int fd, const OutputPaths& paths) {
+  ::unlink(paths.part_path.c_str());
+  ::close(fd);
+}
+
+// Part files nobody holds a lock on are what a killed process left behind. Creates dir
+// when missing (a failure shows up again, with its reason, in the first download).
+int remove_unlocked_parts(const std::string& dir) {
+  int removed = 0;
+  std::error_code error;
+  std::filesystem::create_directories(dir, error);
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+    auto name = entry.path().filename().string();
+    if (!name.starts_with(".") || !name.ends_with(".mp4.part")) continue;
+    auto path = entry.path().string();
+    int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) continue;
+    struct stat held{}, named{};
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0 && ::fstat(fd, &held) == 0 && ::stat(path.c_str(), &named) == 0 &&
+        held.st_ino == named.st_ino && held.st_dev == named.st_dev) {
+      if (::unlink(path.c_str()) == 0) ++removed;
+    }
+    ::close(fd);
+  }
+  return removed;
+}
+
+// ---- the network side (on the caller's executor) --------------------------------------
+
+// One connection, plain or TLS.
+struct Connection {
+  std::unique_ptr<beast::tcp_stream> plain;
+  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
+  beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
+};
+
+struct Failure {
+  FailureClass failure;
+  std::string message;
+};
+
+}  // namespace
+
+struct Downloader::State {
+  State(asio::any_io_executor executor_in, bool verify_tls_in)
+      : executor(std::move(executor_in)), verify_tls(verify_tls_in), tls_context(ssl::context::tls_client) {
+    // TLS 1.0 and 1.1 are deprecated (RFC 8996), as in lib/http/client.cpp.
+    ::SSL_CTX_set_min_proto_version(tls_context.native_handle(), TLS1_2_VERSION);
+    if (verify_tls) {
+      tls_context.set_default_verify_paths();
+      tls_context.set_verify_mode(ssl::verify_peer);
+    } else {
+      tls_context.set_verify_mode(ssl::verify_none);
+    }
+  }
+
+  asio::any_io_executor executor;
+  bool verify_tls;
+  ssl::context tls_context;
+  // Two threads: one download's fsync of a large file does not hold up another's writes.
+  asio::thread_pool files{2};
+
+  // Runs a blocking function on the file pool and resumes the caller on its executor.
+  // Not a coroutine itself, for the reason db::Pool::run gives.
+  template <typename Function>
+  auto on_file_thread(Function function) -> asio::awaitable<std::invoke_result_t<Function>> {
+    using Result = std::invoke_result_t<Function>;
+    auto shared = std::make_shared<Function>(std::move(function));
+    return asio::co_spawn(
+        files.get_executor(), [shared]() -> asio::awaitable<Result> { co_return (*shared)(); },
+        asio::use_awaitable);
+  }
+
+  // Resolve, connect and (https) handshake before the deadline.
+  asio::awaitable<std::variant<std::unique_ptr<Connection>, Failure>> connect(
+      const Url& url, Clock::time_point deadline, Cancellation& cancellation) {
+    using Out = std::variant<std::unique_ptr<Connection>, Failure>;
+    auto resolver = std::make_shared<tcp::resolver>(executor);
+    asio::steady_timer resolve_timer(executor, deadline);
+    resolve_timer.async_wait([resolver](const error_code& error) {
+      if (!error) resolver->cancel();
+    });
+    cancellation.abort_ = [resolver] { resolver->cancel(); };
+    auto [resolve_error, endpoints] = co_await resolver->async_resolve(url.host, url.port, as_result);
+    cancellation.abort_ = nullptr;
+    resolve_timer.cancel();
+    if (resolve_error) {
+      bool timed_out = resolve_error == asio::error::operation_aborted && Clock::now() >= deadline;
+      co_return Out(Failure{FailureClass::transport,
+                            "cannot resolve " + url.host + ": " + (timed_out ? "timed out" : resolve_error.message())});
+    }
+    auto connection = std::make_unique<Connection>();
+    if (url.tls) {
+      connection->tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(executor, tls_context);
+    } else {
+      connection->plain = std::make_unique<beast::tcp_stream>(executor);
+    }
+    auto& lowest = connection->lowest();
+    cancellation.abort_ = [&lowest] { lowest.close(); };
+    lowest.expires_at(deadline);
+    auto [connect_error, endpoint] = co_await lowest.async_connect(endpoints, as_result);
+    if (connect_error) {
+      cancellation.abort_ = nullptr;
+      co_return Out(Failure{FailureClass::transport, "cannot connect to " + url.host_header + ": " + connect_error.message()});
+    }
+    if (connection->tls) {
+      auto& stream = *connection->tls;
+      error_code address_error;
+      asio::ip::make_address(url.host, address_error);
+      // SNI carries names only (RFC 6066).
+      if (address_error) ::SSL_set_tlsext_host_name(stream.native_handle(), url.host.c_str());
+      if (verify_tls) stream.set_verify_callback(ssl::host_name_verification(url.host));
+      auto [handshake_error] = co_await stream.async_handshake(ssl::stream_base::client, as_result);
+      if (handshake_error) {
+        cancellation.abort_ = nullptr;
+        co_return Out(Failure{FailureClass::transport, "TLS with " + url.host_header + ": " + handshake_error.message()});
+      }
+    }
+    // abort_ still closes this connection; the caller clears it when done with it.
+    co_return Out(std::move(connection));
+  }
+};
+
+namespace {
+
+// What one exchange ended with: a redirect to follow, a finished file, or a failure.
+struct Exchange {
+  std::optional<Url> redirect;
+  std::optional<Failure> failure;
+  unsigned status = 0;
+  std::uint64_t bytes = 0;
+};
+
+bool is_redirect(unsigned status) {
+  return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+}  // namespace
+
+Downloader::Downloader(asio::any_io_executor executor, bool verify_tls)
+    : state_(std::make_shared<State>(std::move(executor), verify_tls)) {}
+
+Downloader::~Downloader() {
+  // Work not started is dropped; a write or fsync in progress finishes first.
+  state_->files.stop();
+  state_->files.join();
+}
+
+asio::awaitable<int> Downloader::remove_stale_parts(std::string dir) {
+  auto state = state_;
+  co_return co_await state->on_file_thread([dir] { return remove_unlocked_parts(dir); });
+}
+
+asio::awaitable<DownloadResult> Downloader::download(DownloadRequest request,
+                                                     std::shared_ptr<Cancellation> cancellation) {
+  auto state = state_;
+  DownloadResult result;
+  auto fail = [&](FailureClass failure, std::string message) {
+    result.ok = false;
+    result.failure = cancellation->cancelled() ? FailureClass::interrupted : failure;
+    result.message = cancellation->cancelled() ? "klingqd is stopping" : std::move(message);
+    return result;
+  };
+  auto url = parse_url(request.url);
+  if (!url) co_return fail(FailureClass::invalid_url, "not an http(s) URL: " + redacted(request.url));
+  const auto paths = output_paths(request.dir, request.job_id);
+
+  for (int hop = 0;; ++hop) {
+    if (cancellation->cancelled()) co_return fail(FailureClass::interrupted, "");
+    const auto deadline = Clock::now() + request.timeout;
+    auto connected = co_await state->connect(*url, deadline, *cancellation);
+    if (auto* failure = std::get_if<Failure>(&connected)) co_return fail(failure->failure, failure->message);
+    auto connection = std::move(std::get<std::unique_ptr<Connection>>(connected));
+    struct ClearAbort {
+      Cancellation& cancellation;
+      ~ClearAbort() { cancellation.abort_ = nullptr; }
+    } clear_abort{*cancellation};
+
+    // The exchange, on whichever stream type this connection has.
+    auto exchange = [&](auto& stream) -> asio::awaitable<Exchange> {
+      Exchange out;
+      auto& lowest = connection->lowest();
+      bhttp::request<bhttp::empty_body> get{bhttp::verb::get, url->target, 11};
+      get.set(bhttp::field::host, url->host_header);
+      get.set(bhttp::field::user_agent, user_agent);
+      get.set(bhttp::field::accept_encoding, "identity");  // the bytes as stored, to check and keep
+      get.keep_alive(false);
+      lowest.expires_at(deadline);
+      auto [write_error, written] = co_await bhttp::async_write(stream, get, as_result);
+      if (write_error) {
+        out.failure = Failure{FailureClass::transport, "sending the request: " + write_error.message()};
+        co_return out;
+      }
+      beast::flat_buffer buffer;
+      bhttp::response_parser<bhttp::buffer_body> parser;
+      parser.header_limit(header_limit);
+      parser.body_limit(request.max_bytes);
+      auto [header_error, header_bytes] = co_await bhttp::async_read_header(stream, buffer, parser, as_result);
+      if (header_error) {
+        auto what = header_error == beast::error::timeout ? std::string("timed out") : header_error.message();
+        out.failure = Failure{FailureClass::transport, "reading the response headers: " + what};
+        co_return out;
+      }
+      const auto& header = parser.get();
+      out.status = header.result_int();
+      if (is_redirect(out.status)) {
+        auto location = header[bhttp::field::location];
+        auto next = resolve_location(*url, std::string_view(location.data(), location.size()));
+        if (!next) {
+          out.failure = Failure{FailureClass::invalid_url, "HTTP " + std::to_string(out.status) +
+                                                               " to an unusable Location: " +
+                                                               redacted(std::string_view(location.data(), location.size()))};
+        } else if (url->tls && !next->tls) {
+          out.failure = Failure{FailureClass::redirects, "refused a redirect from https to " + redacted(*next)};
+        } else {
+          out.redirect = std::move(next);
+        }
+        co_return out;
+      }
+      if (out.status != 200) {
+        out.failure = Failure{FailureClass::http_status, "HTTP " + std::to_string(out.status) + " from " + redacted(*url)};
+        co_return out;
+      }
+      auto encoding = header[bhttp::field::content_encoding];
+      if (!encoding.empty() && !beast::iequals(encoding, "identity")) {
+        out.failure = Failure{FailureClass::http_status,
+                              "unexpected Content-Encoding " + std::string(encoding) + " from " + redacted(*url)};
+        co_return out;
+      }
+      // Beast answers with boost::optional; the pure checks take std::optional.
+      std::optional<std::uint64_t> content_length;
+      if (auto announced = parser.content_length()) content_length = *announced;
+      if (content_length && *content_length > request.max_bytes) {
+        out.failure = Failure{FailureClass::too_large, *size_problem(content_length, 0, request.max_bytes)};
+        co_return out;
+      }
+
+      auto dir = request.dir;
+      auto opened = co_await state->on_file_thread([dir, paths, content_length] {
+        return open_part(dir, paths, content_length);
+      });
+      if (opened.fd < 0) {
+        out.failure = Failure{FailureClass::filesystem, opened.error};
+        co_return out;
+      }
+      // From here the part file is ours; every way out below removes it unless renamed.
+      // (If this frame is destroyed mid-await at exit, the guard still cleans up.)
+      struct PartGuard {
+        int fd;
+        OutputPaths paths;
+        bool active = true;
+        ~PartGuard() {
+          if (active) discard_part(fd, paths);
+        }
+      } part{opened.fd, paths};
+
+      std::vector<char> chunk(chunk_size);
+      std::uint64_t received = 0;
+      while (!parser.is_done()) {
+        parser.get().body().data = chunk.data();
+        parser.get().body().size = chunk.size();
+        // A stalled transfer fails well before the exchange's deadline.
+        lowest.expires_at(std::min(deadline, Clock::now() + request.stall_timeout));
+        auto [read_error, read_bytes] = co_await bhttp::async_read(stream, buffer, parser, as_result);
+        if (read_error == bhttp::error::need_buffer) read_error = {};
+        const std::size_t got = chunk.size() - parser.get().body().size;
+        if (got > 0) {
+          received += got;
+          int fd = part.fd;
+          const char* data = chunk.data();
+          auto path = paths.part_path;
+          auto write_error = co_await state->on_file_thread([fd, data, got, path] { return write_all(fd, data, got, path); });
+          if (write_error) {
+            out.failure = Failure{FailureClass::filesystem, *write_error};
+            co_return out;
+          }
+        }
+        if (read_error) {
+          if (read_error == bhttp::error::body_limit) {
+            out.failure = Failure{FailureClass::too_large, "body exceeds outputs.max_bytes " + std::to_string(request.max_bytes)};
+          } else if (read_error == beast::error::timeout) {
+            out.failure = Failure{FailureClass::transport,
+                                  Clock::now() >= deadline ? "deadline of the download exceeded after " + std::to_string(received) + " bytes"
+                                                           : "transfer stalled after " + std::to_string(received) + " bytes"};
+          } else {
+            out.failure = Failure{FailureClass::transport, "reading the body after " + std::to_string(received) +
+                                                               " bytes: " + read_error.message()};
+          }
+          co_return out;
+        }
+      }
+      if (auto problem = size_problem(content_length, received, request.max_bytes)) {
+        out.failure = Failure{FailureClass::size, *problem};
+        co_return out;
+      }
+      lowest.close();  // nothing more to read; the fsync below may take a while
+      part.active = false;
+      auto commit_error = co_await state->on_file_thread([fd = part.fd, dir, paths, received] {
+        return commit_part(fd, dir, paths, received);
+      });
+      if (commit_error) {
+        out.failure = Failure{FailureClass::filesystem, *commit_error};
+        co_return out;
+      }
+      out.bytes = received;
+      co_return out;
+    };
+
+    Exchange outcome;
+    if (connection->tls) {
+      outcome = co_await exchange(*connection->tls);
+    } else {
+      outcome = co_await exchange(*connection->plain);
+    }
+    connection->lowest().close();
+    result.http_status = outcome.status;
+    if (outcome.failure) co_return fail(outcome.failure->failure, std::move(outcome.failure->message));
+    if (outcome.redirect) {
+      if (hop >= request.max_redirects) {
+        co_return fail(FailureClass::redirects, "more than " + std::to_string(request.max_redirects) + " redirects");
+      }
+      url = std::move(outcome.redirect);
+      continue;
+    }
+    result.ok = true;
+    result.path = paths.final_path;
+    result.bytes = outcome.bytes;
+    co_return result;
+  }
+}
+
+}  // namespace klingq::outputs
