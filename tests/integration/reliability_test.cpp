@@ -1,13 +1,19 @@
 // What klingqd does when the world misbehaves: an operator pause, a PostgreSQL outage
-// mid-batch, forged and oversized webhooks.
+// mid-batch, a dropped LISTEN connection, an instance killed among three on one free
+// account, forged and oversized webhooks, prompts built to break things.
 #include "support/http_call.hpp"
 #include "support/pg_cluster.hpp"
 #include "support/stack.hpp"
 #include "webhook/signature.hpp"
 
+#include <boost/json.hpp>
 #include <doctest/doctest.h>
+#include <pqxx/pqxx>
 
+#include <algorithm>
 #include <csignal>
+#include <map>
+#include <set>
 
 using namespace klingq::testing;
 using namespace std::chrono_literals;
@@ -89,4 +95,74 @@ TEST_CASE("reliability: forged, unsigned and oversized webhooks are refused and 
                              "X-Doitong-Signature: " + klingq::webhook::sign(sim_webhook_secret, replay) + "\r\n");
   CHECK(duplicate.status == 200);
   CHECK(stack.text("SELECT state::text FROM klingq.jobs WHERE remote_id = '" + remote + "'") == "completed");
+}
+
+TEST_CASE("reliability: odd prompts are refused by a named constraint or reach the API byte-exact") {
+  Stack stack({"--plan", "enterprise", "--time-scale", "60", "--gen-seconds", "1:1"});
+  pqxx::connection connection(stack.database);
+  auto insert = [&](const std::string& prompt) {
+    pqxx::work tx(connection);
+    tx.exec_params("INSERT INTO klingq.jobs (prompt) VALUES ($1)", prompt);
+    tx.commit();
+  };
+  // Refused at INSERT, each by the constraint that names the rule.
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {"", "jobs_prompt_not_blank"},
+      {" \t\r\n\f\v ", "jobs_prompt_not_blank"},
+      {std::string(2501, 'x'), "jobs_prompt_max_2500_chars"},
+  };
+  for (const auto& entry : refused) {
+    CAPTURE(entry.first.size());
+    std::string error;
+    try {
+      insert(entry.first);
+    } catch (const pqxx::check_violation& e) {
+      error = e.what();
+    }
+    CHECK(error.find(entry.second) != std::string::npos);
+  }
+  // PostgreSQL text cannot hold NUL at all.
+  CHECK_THROWS_WITH(stack.exec("INSERT INTO klingq.jobs (prompt) VALUES (E'nul\\u0000inside')"),
+                    doctest::Contains("invalid Unicode escape value"));
+  std::string emoji_2500;
+  for (int i = 0; i < 2500; ++i) emoji_2500 += "\xF0\x9F\x90\xB1";  // 2500 characters, 10000 bytes
+  const std::vector<std::string> accepted = {
+      "'); DROP TABLE klingq.jobs; --",
+      "\" OR 1=1; -- \\\" }}) { mutation { cancel } } #",
+      "{\"prompt\": \"not the prompt\", \"duration\": 10}",
+      "control \x01\x02\x07\x08\x1b[31mred\x1b[0m \x7f characters",
+      "tab\tnewline\ncarriage\r\nreturn",
+      "🐱🏄‍♀️ 👩🏽‍🚀 猫がサーフィン — café naïve \u202Eright-to-left\u202C e\u0301",
+      "back\\slash \\N \\u0000 %s %n ${HOME} $(id)",
+      "  leading and trailing spaces  ",
+      emoji_2500,
+      std::string(2500, 'y'),
+  };
+  for (const auto& prompt : accepted) insert(prompt);
+  stack.start_daemon(stack.with_webhooks({{"limits.plan", "enterprise"}}));
+  REQUIRE(Stack::wait_until([&] {
+    return stack.scalar("SELECT count(*) FROM klingq.jobs WHERE state NOT IN ('completed', 'failed')") == 0;
+  }, 60s));
+  CHECK(stack.scalar("SELECT count(*) FROM klingq.jobs WHERE state = 'completed'") ==
+        static_cast<long long>(accepted.size()));
+  // What the API received, job by job, is what the row holds, byte for byte.
+  auto reply = http_call(stack.sim_address, "GET", "/_sim/jobs");
+  REQUIRE(reply.status == 200);
+  std::map<std::string, std::string> received;  // remote id -> prompt
+  const auto sim_jobs = boost::json::parse(reply.body);
+  for (const auto& job : sim_jobs.at("jobs").as_array()) {
+    received[std::string(job.at("id").as_string())] = std::string(job.at("prompt").as_string());
+  }
+  CHECK(received.size() == accepted.size());
+  std::set<std::string> rows;
+  pqxx::read_transaction tx(connection);
+  for (const auto& row : tx.exec("SELECT remote_id, prompt FROM klingq.jobs")) {
+    const std::string prompt = row[1].as<std::string>();
+    rows.insert(prompt);
+    const std::string shown = prompt.substr(0, 60);
+    CAPTURE(shown);
+    REQUIRE(received.count(row[0].as<std::string>()) == 1);
+    CHECK(received[row[0].as<std::string>()] == prompt);
+  }
+  CHECK(rows == std::set<std::string>(accepted.begin(), accepted.end()));
 }
