@@ -84,10 +84,12 @@ WHERE state = 'queued' AND batch = $1
 
 constexpr const char* jobs_claim = R"(
 UPDATE klingq.jobs SET state = 'dispatching', lease_owner = $2,
-  lease_expires_at = now() + make_interval(secs => $3), wait_reason = NULL
+  lease_expires_at = now() + make_interval(secs => $3), wait_reason = NULL,
+  submit_webhook_url = coalesce(submit_webhook_url, $4)
 WHERE id = ANY($1::bigint[])
 RETURNING id, prompt, duration, aspect_ratio, version, mode, options::text,
-          idempotency_key::text, attempts, max_attempts, klingq.epoch_ms(created_at))";
+          idempotency_key::text, attempts, max_attempts, klingq.epoch_ms(created_at),
+          submit_webhook_url)";
 
 // A group of accepted submits: $1 = [{"id":..,"remote_id":..,"cost":..}, ...].
 constexpr const char* jobs_mark_submitted_many = R"(
@@ -448,7 +450,8 @@ ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, s
   for (auto index : choice.chosen) ids.push_back(rows[static_cast<pqxx::result::size_type>(index)][0].as<long long>());
 
   if (!ids.empty()) {
-    auto claimed = exec(tx, sql::jobs_claim, ids_array(ids), settings.instance, seconds(settings.lease));
+    auto claimed = exec(tx, sql::jobs_claim, ids_array(ids), settings.instance, seconds(settings.lease),
+                        settings.webhook_url);
     for (const auto& row : claimed) {
       ClaimedJob job;
       job.id = row[0].as<long long>();
@@ -462,6 +465,7 @@ ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, s
       job.attempts = row[8].as<int>();
       job.max_attempts = row[9].as<int>();
       job.created_at = from_epoch_ms(row[10].as<long long>());
+      job.webhook_url = row[11].as<std::string>();
       job.expected_cost = credit::expected_cost(cost, job.spec.mode, job.spec.duration);
       result.jobs.push_back(std::move(job));
     }

@@ -51,6 +51,7 @@ EngineOptions options_from(const config::Config& config, config::Secret api_key)
   o.protocol = config.api.protocol;
   o.api_key = std::move(api_key);
   o.webhook_url = config.webhook.public_url;
+  q.webhook_url = config.webhook.public_url;
   o.webhook_secrets = config.webhook.secrets;
   o.database_url = config.database.url;
   o.claim_batch = config.dispatch.claim_batch;
@@ -240,7 +241,10 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
 
   awaitable<void> submit(db::ClaimedJob job) {
     auto self = shared_from_this();
-    auto request = api::build_submit(job.spec, endpoint());
+    // The row's pinned webhookUrl, which may be another instance's (see db::ClaimedJob).
+    auto job_endpoint = endpoint();
+    job_endpoint.webhook_url = job.webhook_url;
+    auto request = api::build_submit(job.spec, job_endpoint);
     auto result = co_await api.request(std::move(request));
     metrics.api_request_duration(ops::ApiCall::submit)
         .Observe(std::chrono::duration<double>(result.elapsed).count());

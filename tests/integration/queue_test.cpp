@@ -149,3 +149,42 @@ TEST_CASE("a refreshed balance leaves out unanswered claims - expired and releas
   CHECK(db::release_leases(c, other) == 3);
   CHECK(balance(c) == 1000);
 }
+
+// The API refuses a repeated Idempotency-Key with a different body (409), and each
+// instance has its own webhook.public_url: a row resubmitted by another instance after
+// its first claimer died must carry the first claimer's webhookUrl.
+TEST_CASE("a row keeps the webhookUrl of its first claim, whoever resubmits it") {
+  pqxx::connection c(PgCluster::shared().migrated_database());
+  auto first_instance = settings_for("queue-test-first");
+  first_instance.webhook_url = "http://first.example/klingq/webhook";
+  auto second_instance = settings_for("queue-test-second");
+  second_instance.webhook_url = "http://second.example/klingq/webhook";
+  auto no_webhooks = settings_for("queue-test-polling");
+  db::ensure_account(c, first_instance);
+  db::set_balance(c, first_instance, 100000);
+  insert_jobs(c, 1);
+
+  auto first = db::claim(c, first_instance, 1);
+  REQUIRE(first.jobs.size() == 1);
+  CHECK(first.jobs[0].webhook_url == first_instance.webhook_url);
+  // The first claimer dies mid-request; the row comes back to another instance.
+  {
+    pqxx::work tx(c);
+    tx.exec("UPDATE klingq.jobs SET lease_expires_at = now() - interval '1 second' WHERE state = 'dispatching'");
+    tx.commit();
+  }
+  auto second = db::claim(c, second_instance, 1);
+  REQUIRE(second.jobs.size() == 1);
+  CHECK(second.jobs[0].spec.idempotency_key == first.jobs[0].spec.idempotency_key);
+  CHECK(second.jobs[0].webhook_url == first_instance.webhook_url);
+
+  // A row first claimed by an instance without webhooks stays without one.
+  insert_jobs(c, 1);
+  auto polled = db::claim(c, no_webhooks, 1);
+  REQUIRE(polled.jobs.size() == 1);
+  CHECK(polled.jobs[0].webhook_url == "");
+  CHECK(db::release_leases(c, no_webhooks) == 1);
+  auto again = db::claim(c, second_instance, 1);
+  REQUIRE(again.jobs.size() == 1);
+  CHECK(again.jobs[0].webhook_url == "");
+}
