@@ -56,7 +56,7 @@ UPDATE klingq.jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = 
   wait_reason = 'lease of ' || lease_owner || ' expired; resubmitting with the same idempotency key'
 WHERE state = 'dispatching' AND lease_expires_at < now()
 RETURNING )" KLINGQ_COST_CASE("$1::bigint", "$2::bigint", "$3::bigint", "$4::bigint") " AS cost) "
-    "SELECT coalesce(sum(cost), 0) FROM reaped";
+    "SELECT count(*), coalesce(sum(cost), 0) FROM reaped";
 
 // Jobs holding a parallel slot, of every instance. A statement of its own, run after the
 // account row is locked: a subquery of the locking SELECT would count with the snapshot
@@ -393,9 +393,20 @@ ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, s
   const long long c5 = cost.standard_5, c10 = cost.standard_10, p5 = cost.professional_5, p10 = cost.professional_10;
   // A crashed instance's claims were charged to the known balance: they give it back.
   std::int64_t charge = 0;
-  if (reap_leases) charge -= exec1(tx, sql::jobs_reap_expired_leases, c5, c10, p5, p10)[0].as<long long>();
+  std::int64_t reaped = 0;
+  if (reap_leases) {
+    auto row = exec1(tx, sql::jobs_reap_expired_leases, c5, c10, p5, p10);
+    reaped = row[0].as<long long>();
+    charge -= row[1].as<long long>();
+  }
   auto locked = lock_account(tx, settings);
   const auto now = locked.now;
+  // They also counted against the day, but the crash lost their answers: count them as
+  // not accepted, as a transient error does. The resubmit counts again, and if the API
+  // had accepted one, its Day headers raise the count back. Without this, every job a
+  // crash caught was counted twice, and the last jobs of a day-capped account waited for
+  // a new day although the API had room.
+  if (reaped > 0) ratelimit::return_unaccepted(locked.state, reaped);
   auto finish = [&] {
     save_account(tx, settings, locked.state, charge);
     tx.commit();
@@ -715,8 +726,14 @@ std::int64_t release_leases(pqxx::connection& connection, const QueueSettings& s
                         static_cast<long long>(cost.standard_5), static_cast<long long>(cost.standard_10),
                         static_cast<long long>(cost.professional_5),
                         static_cast<long long>(cost.professional_10));
-  // Their claims were charged to the known balance; they were never sent.
+  // Their claims were charged to the known balance and counted against the day; they
+  // were never sent.
   if (released[1].as<long long>() > 0) exec(tx, sql::account_charge, settings.account, -released[1].as<long long>());
+  if (released[0].as<long long>() > 0) {
+    auto locked = lock_account(tx, settings);
+    ratelimit::return_unaccepted(locked.state, released[0].as<long long>());
+    save_account(tx, settings, locked.state);
+  }
   tx.exec("SELECT pg_notify('klingq_jobs', 'released')");
   tx.commit();
   return released[0].as<long long>();

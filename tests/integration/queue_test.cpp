@@ -188,3 +188,36 @@ TEST_CASE("a row keeps the webhookUrl of its first claim, whoever resubmits it")
   REQUIRE(again.jobs.size() == 1);
   CHECK(again.jobs[0].webhook_url == "");
 }
+
+// A claim counts its rows against the day before they are sent. A row whose answer was
+// lost to a crash (expired lease) or that was never sent (released at shutdown) gives its
+// count back, as a transient error does; the API's Day headers raise it again if the
+// lost submit had in fact been accepted.
+TEST_CASE("expired and released leases give their daily count back") {
+  pqxx::connection c(PgCluster::shared().migrated_database());
+  auto settings = settings_for("queue-test-day-a");
+  settings.plan = {0, 0, 3};  // three jobs a day, nothing else limited
+  auto other = settings_for("queue-test-day-b");
+  other.plan = settings.plan;
+  db::ensure_account(c, settings);
+  db::set_balance(c, settings, 100000);
+  insert_jobs(c, 3);
+  auto day_used = [&] {
+    pqxx::read_transaction tx(c);
+    return tx.exec1("SELECT day_used FROM klingq.account WHERE name = 'default'")[0].as<std::int64_t>();
+  };
+
+  REQUIRE(db::claim(c, settings, 2).jobs.size() == 2);
+  CHECK(day_used() == 2);
+  {
+    pqxx::work tx(c);
+    tx.exec("UPDATE klingq.jobs SET lease_expires_at = now() - interval '1 second' WHERE state = 'dispatching'");
+    tx.commit();
+  }
+  // The two come back with the third: all three fit in the day.
+  auto again = db::claim(c, other, 3);
+  CHECK(again.jobs.size() == 3);
+  CHECK(day_used() == 3);
+  CHECK(db::release_leases(c, other) == 3);
+  CHECK(day_used() == 0);
+}
