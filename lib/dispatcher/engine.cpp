@@ -220,6 +220,7 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
           wait = std::min<std::chrono::steady_clock::duration>(options.safety_poll, 1s);
         }
         if (ok) {
+          log::debug("claimed", {{"jobs", std::to_string(result.jobs.size())}, {"held_by", db::to_string(result.held_by)}});
           note_hold(result.held_by);
           halted = result.held_by == db::Hold::halted;
           if (result.held_by == db::Hold::credit || result.held_by == db::Hold::no_balance) {
