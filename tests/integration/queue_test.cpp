@@ -190,34 +190,44 @@ TEST_CASE("a row keeps the webhookUrl of its first claim, whoever resubmits it")
 }
 
 // A claim counts its rows against the day before they are sent. A row whose answer was
-// lost to a crash (expired lease) or that was never sent (released at shutdown) gives its
-// count back, as a transient error does; the API's Day headers raise it again if the
-// lost submit had in fact been accepted.
-TEST_CASE("expired and released leases give their daily count back") {
+// lost (expired lease, transient error) may have been accepted: its resubmit, with the
+// same Idempotency-Key, is not counted again. A row released unsent gives its count back.
+TEST_CASE("a row whose answer was lost is counted against the day once, a released row not at all") {
   pqxx::connection c(PgCluster::shared().migrated_database());
   auto settings = settings_for("queue-test-day-a");
-  settings.plan = {0, 0, 3};  // three jobs a day, nothing else limited
+  settings.plan = {0, 0, 10};  // ten jobs a day, nothing else limited
   auto other = settings_for("queue-test-day-b");
   other.plan = settings.plan;
   db::ensure_account(c, settings);
   db::set_balance(c, settings, 100000);
-  insert_jobs(c, 3);
+  insert_jobs(c, 4);
   auto day_used = [&] {
     pqxx::read_transaction tx(c);
     return tx.exec1("SELECT day_used FROM klingq.account WHERE name = 'default'")[0].as<std::int64_t>();
   };
 
-  REQUIRE(db::claim(c, settings, 2).jobs.size() == 2);
-  CHECK(day_used() == 2);
+  auto first = db::claim(c, settings, 3);
+  REQUIRE(first.jobs.size() == 3);
+  CHECK(day_used() == 3);
+  // One answer is lost to a transient error, the instance dies holding the other two.
+  api::Outcome lost = refused(api::OutcomeClass::transient, 0);
+  auto records = db::record_submits(c, settings, {{first.jobs[0], lost, {}, 0.0}}, false);
+  CHECK(records[0].new_state == "queued");
+  CHECK(day_used() == 3);
   {
     pqxx::work tx(c);
-    tx.exec("UPDATE klingq.jobs SET lease_expires_at = now() - interval '1 second' WHERE state = 'dispatching'");
+    tx.exec("UPDATE klingq.jobs SET lease_expires_at = now() - interval '1 second', run_after = now() - interval '1 second'"
+            " WHERE state IN ('dispatching', 'queued')");
     tx.commit();
   }
-  // The two come back with the third: all three fit in the day.
-  auto again = db::claim(c, other, 3);
-  CHECK(again.jobs.size() == 3);
-  CHECK(day_used() == 3);
-  CHECK(db::release_leases(c, other) == 3);
+  // All three come back with the fourth, which is the only new job of the day.
+  auto again = db::claim(c, other, 4);
+  CHECK(again.jobs.size() == 4);
+  CHECK(day_used() == 4);
+  // Released unsent at shutdown: none of the four was sent by this claim.
+  CHECK(db::release_leases(c, other) == 4);
   CHECK(day_used() == 0);
+  auto last = db::claim(c, settings, 4);
+  CHECK(last.jobs.size() == 4);
+  CHECK(day_used() == 4);
 }
