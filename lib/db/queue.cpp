@@ -68,7 +68,8 @@ SELECT (SELECT count(*) FROM klingq.jobs WHERE state = 'dispatching')
      + (SELECT count(*) FROM (SELECT 1 FROM klingq.jobs WHERE state = 'submitted' LIMIT $1) s))";
 
 constexpr const char* jobs_claim_candidates = "SELECT id, " KLINGQ_COST_CASE(
-    "$2::bigint", "$3::bigint", "$4::bigint", "$5::bigint") ", klingq.epoch_ms(run_after), batch FROM klingq.jobs "
+    "$2::bigint", "$3::bigint", "$4::bigint", "$5::bigint") ", klingq.epoch_ms(run_after), batch, day_counted "
+    "FROM klingq.jobs "
     "WHERE state = 'queued' AND run_after <= now() "
     "ORDER BY priority DESC, run_after, id LIMIT $1 FOR UPDATE SKIP LOCKED";
 
@@ -84,10 +85,12 @@ WHERE state = 'queued' AND batch = $1
 
 constexpr const char* jobs_claim = R"(
 UPDATE klingq.jobs SET state = 'dispatching', lease_owner = $2,
-  lease_expires_at = now() + make_interval(secs => $3), wait_reason = NULL
+  lease_expires_at = now() + make_interval(secs => $3), wait_reason = NULL,
+  submit_webhook_url = coalesce(submit_webhook_url, $4), day_counted = true
 WHERE id = ANY($1::bigint[])
 RETURNING id, prompt, duration, aspect_ratio, version, mode, options::text,
-          idempotency_key::text, attempts, max_attempts, klingq.epoch_ms(created_at))";
+          idempotency_key::text, attempts, max_attempts, klingq.epoch_ms(created_at),
+          submit_webhook_url)";
 
 // A group of accepted submits: $1 = [{"id":..,"remote_id":..,"cost":..}, ...].
 constexpr const char* jobs_mark_submitted_many = R"(
@@ -109,7 +112,7 @@ WHERE id = $1 AND state = 'dispatching' AND lease_owner = $2)";
 constexpr const char* jobs_requeue = R"(
 UPDATE klingq.jobs SET state = 'queued', attempts = attempts + $4, lease_owner = NULL,
   lease_expires_at = NULL, run_after = greatest(now(), klingq.from_epoch_ms($5)),
-  wait_reason = $6,
+  wait_reason = $6, day_counted = $7,
   last_error = CASE WHEN $3::jsonb IS NULL THEN last_error
                     ELSE jsonb_build_object('last', $3::jsonb,
                                             'history', coalesce(last_error -> 'history', '[]') || $3::jsonb) END
@@ -181,7 +184,7 @@ SELECT id, 'submitted', 'submitted', lease_owner, '{"stuck": true}'::jsonb FROM 
 
 constexpr const char* jobs_release_leases = "WITH released AS (" R"(
 UPDATE klingq.jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
-  wait_reason = 'released at shutdown'
+  wait_reason = 'released at shutdown', day_counted = false
 WHERE state = 'dispatching' AND lease_owner = $1
 RETURNING )" KLINGQ_COST_CASE("$2::bigint", "$3::bigint", "$4::bigint", "$5::bigint") " AS cost) "
     "SELECT count(*), coalesce(sum(cost), 0) FROM released";
@@ -390,6 +393,8 @@ ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, s
   const auto& cost = settings.cost;
   const long long c5 = cost.standard_5, c10 = cost.standard_10, p5 = cost.professional_5, p10 = cost.professional_10;
   // A crashed instance's claims were charged to the known balance: they give it back.
+  // Their count against the day stays: the API may have accepted them, and their
+  // resubmit is not counted again (klingq.jobs.day_counted).
   std::int64_t charge = 0;
   if (reap_leases) charge -= exec1(tx, sql::jobs_reap_expired_leases, c5, c10, p5, p10)[0].as<long long>();
   auto locked = lock_account(tx, settings);
@@ -445,10 +450,16 @@ ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, s
     exec(tx, sql::jobs_mark_batch_waiting, budget_batches[static_cast<std::size_t>(spent)]);
   }
   std::vector<std::int64_t> ids;
-  for (auto index : choice.chosen) ids.push_back(rows[static_cast<pqxx::result::size_type>(index)][0].as<long long>());
+  std::int64_t counted_before = 0;  // resubmits of rows whose lost answer was counted
+  for (auto index : choice.chosen) {
+    const auto& row = rows[static_cast<pqxx::result::size_type>(index)];
+    ids.push_back(row[0].as<long long>());
+    if (row[4].as<bool>()) ++counted_before;
+  }
 
   if (!ids.empty()) {
-    auto claimed = exec(tx, sql::jobs_claim, ids_array(ids), settings.instance, seconds(settings.lease));
+    auto claimed = exec(tx, sql::jobs_claim, ids_array(ids), settings.instance, seconds(settings.lease),
+                        settings.webhook_url);
     for (const auto& row : claimed) {
       ClaimedJob job;
       job.id = row[0].as<long long>();
@@ -462,11 +473,16 @@ ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, s
       job.attempts = row[8].as<int>();
       job.max_attempts = row[9].as<int>();
       job.created_at = from_epoch_ms(row[10].as<long long>());
+      job.webhook_url = row[11].as<std::string>();
       job.expected_cost = credit::expected_cost(cost, job.spec.mode, job.spec.duration);
       result.jobs.push_back(std::move(job));
     }
     ratelimit::take_submits(locked.state, static_cast<std::int64_t>(result.jobs.size()), now,
                             settings.limiter);
+    // Each is a request, but a row already counted is not another job of the day. (The
+    // allowance above still counted it: at the day's cap such a row waits for the reset
+    // like a new one, the cautious side.)
+    ratelimit::return_unaccepted(locked.state, counted_before);
     for (const auto& job : result.jobs) charge += job.expected_cost;
   }
   finish();
@@ -524,7 +540,9 @@ std::vector<SubmitRecord> record_submits(pqxx::connection& connection, const Que
     const int attempt = job.attempts + 1;
     auto& record = records[i];
     pqxx::result changed;
-    ratelimit::return_unaccepted(locked->state, 1);
+    // Refused for sure: the submit was not a job of the day. A transient error may hide
+    // an accepted job: its count stays, and the row's resubmit is not counted again.
+    if (outcome.outcome != OutcomeClass::transient) ratelimit::return_unaccepted(locked->state, 1);
     switch (outcome.outcome) {
       case OutcomeClass::accepted:
         break;
@@ -534,7 +552,6 @@ std::vector<SubmitRecord> record_submits(pqxx::connection& connection, const Que
         record.new_state = "failed";
         break;
       case OutcomeClass::transient:
-        // The API may not have accepted it; if it did, the next response's Day count says so.
         if (attempt >= job.max_attempts) {
           changed = exec(tx, sql::jobs_mark_failed, job.id, settings.instance,
                          error_json(outcome, attempt), 1);
@@ -543,7 +560,7 @@ std::vector<SubmitRecord> record_submits(pqxx::connection& connection, const Que
           auto delay = api::retry_delay(attempt, settings.retry_base, settings.retry_max, unit_random);
           changed = exec(tx, sql::jobs_requeue, job.id, settings.instance,
                          error_json(outcome, attempt), 1, to_epoch_ms(locked->now + delay),
-                         std::string("retrying after a transient error"));
+                         std::string("retrying after a transient error"), true);
           record.new_state = "queued";
         }
         break;
@@ -555,13 +572,13 @@ std::vector<SubmitRecord> record_submits(pqxx::connection& connection, const Que
                                                             : locked->state.parallel_paused_until;
         changed = exec(tx, sql::jobs_requeue, job.id, settings.instance, std::optional<std::string>(), 0,
                        to_epoch_ms(until.value_or(locked->now)),
-                       std::string("rate limited (") + ratelimit::to_string(window) + ")");
+                       std::string("rate limited (") + ratelimit::to_string(window) + ")", false);
         record.new_state = "queued";
         break;
       }
       case OutcomeClass::no_credit:
         changed = exec(tx, sql::jobs_requeue, job.id, settings.instance, std::optional<std::string>(), 0,
-                       to_epoch_ms(locked->now), std::string("waiting for credit (402 from the API)"));
+                       to_epoch_ms(locked->now), std::string("waiting for credit (402 from the API)"), false);
         // The API's word replaces the known balance (less the other unanswered claims),
         // so this row's own charge needs no refund.
         exec(tx, sql::account_set_balance, settings.account,
@@ -576,7 +593,7 @@ std::vector<SubmitRecord> record_submits(pqxx::connection& connection, const Que
         exec(tx, sql::account_halt, settings.account,
              "401 from the API: " + outcome.message.substr(0, 200));
         changed = exec(tx, sql::jobs_requeue, job.id, settings.instance, std::optional<std::string>(), 0,
-                       to_epoch_ms(locked->now), std::string("dispatch halted: API key refused (401)"));
+                       to_epoch_ms(locked->now), std::string("dispatch halted: API key refused (401)"), false);
         record.new_state = "queued";
         break;
     }
@@ -711,8 +728,15 @@ std::int64_t release_leases(pqxx::connection& connection, const QueueSettings& s
                         static_cast<long long>(cost.standard_5), static_cast<long long>(cost.standard_10),
                         static_cast<long long>(cost.professional_5),
                         static_cast<long long>(cost.professional_10));
-  // Their claims were charged to the known balance; they were never sent.
+  // Their claims were charged to the known balance and counted against the day; they
+  // were never sent. (A row that was counted before this claim, for a lost answer, is
+  // counted again by its next claim: day_counted is cleared with the count.)
   if (released[1].as<long long>() > 0) exec(tx, sql::account_charge, settings.account, -released[1].as<long long>());
+  if (released[0].as<long long>() > 0) {
+    auto locked = lock_account(tx, settings);
+    ratelimit::return_unaccepted(locked.state, released[0].as<long long>());
+    save_account(tx, settings, locked.state);
+  }
   tx.exec("SELECT pg_notify('klingq_jobs', 'released')");
   tx.commit();
   return released[0].as<long long>();

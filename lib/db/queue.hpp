@@ -25,6 +25,7 @@ namespace klingq::db {
 struct QueueSettings {
   std::string account = "default";
   std::string instance;                 // lease owner and events' instance
+  std::string webhook_url;              // webhook.public_url of this instance ("" = none)
   ratelimit::LimiterSettings limiter;
   config::CostTable cost;
   std::int64_t credit_reserve = 0;
@@ -47,6 +48,9 @@ struct ClaimedJob {
   int max_attempts = 1;
   std::int64_t expected_cost = 0;
   TimePoint created_at;
+  // The webhookUrl every submit of this row sends ("" = none): pinned by the row's
+  // first claim, so a resubmit from another instance repeats the same body.
+  std::string webhook_url;
 };
 
 enum class Hold { none, halted, paused, rpm, daily, parallel, credit, no_balance };

@@ -51,6 +51,7 @@ EngineOptions options_from(const config::Config& config, config::Secret api_key)
   o.protocol = config.api.protocol;
   o.api_key = std::move(api_key);
   o.webhook_url = config.webhook.public_url;
+  q.webhook_url = config.webhook.public_url;
   o.webhook_secrets = config.webhook.secrets;
   o.database_url = config.database.url;
   o.claim_batch = config.dispatch.claim_batch;
@@ -219,6 +220,7 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
           wait = std::min<std::chrono::steady_clock::duration>(options.safety_poll, 1s);
         }
         if (ok) {
+          log::debug("claimed", {{"jobs", std::to_string(result.jobs.size())}, {"held_by", db::to_string(result.held_by)}});
           note_hold(result.held_by);
           halted = result.held_by == db::Hold::halted;
           if (result.held_by == db::Hold::credit || result.held_by == db::Hold::no_balance) {
@@ -240,7 +242,10 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
 
   awaitable<void> submit(db::ClaimedJob job) {
     auto self = shared_from_this();
-    auto request = api::build_submit(job.spec, endpoint());
+    // The row's pinned webhookUrl, which may be another instance's (see db::ClaimedJob).
+    auto job_endpoint = endpoint();
+    job_endpoint.webhook_url = job.webhook_url;
+    auto request = api::build_submit(job.spec, job_endpoint);
     auto result = co_await api.request(std::move(request));
     metrics.api_request_duration(ops::ApiCall::submit)
         .Observe(std::chrono::duration<double>(result.elapsed).count());

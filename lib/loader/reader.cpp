@@ -6,7 +6,6 @@
 
 #include <boost/json/monotonic_resource.hpp>
 #include <boost/json/parse.hpp>
-#include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
 #include <cerrno>
@@ -25,6 +24,77 @@ std::string_view strip_cr(std::string_view line) {
 
 bool blank(std::string_view line) {
   return line.find_first_not_of(" \t\r") == std::string_view::npos;
+}
+
+// ---- the input's own spelling of JSON values ------------------------------------------
+// Boost.JSON turns numbers into int64/uint64/double: 123456789012345678901234567890
+// would lose digits and 1e400 would become infinity. Numbers, objects and arrays keep
+// the bytes the input wrote instead (jsonb then stores exactly those), found by this
+// scanner over a line that Boost.JSON has already accepted as valid JSON.
+bool json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+std::size_t skip_space(std::string_view text, std::size_t i) {
+  while (i < text.size() && json_space(text[i])) ++i;
+  return i;
+}
+
+// i at the opening quote; returns the index after the closing one.
+std::size_t skip_string(std::string_view text, std::size_t i) {
+  for (++i; i < text.size() && text[i] != '"'; ++i) {
+    if (text[i] == '\\') ++i;
+  }
+  return i + 1;
+}
+
+// i at the first byte of a value; returns the index after its last byte.
+std::size_t skip_value(std::string_view text, std::size_t i) {
+  if (i >= text.size()) return i;
+  if (text[i] == '"') return skip_string(text, i);
+  if (text[i] == '{' || text[i] == '[') {
+    int depth = 0;
+    while (i < text.size()) {
+      const char c = text[i];
+      if (c == '"') {
+        i = skip_string(text, i);
+        continue;
+      }
+      ++i;
+      if (c == '{' || c == '[') ++depth;
+      else if ((c == '}' || c == ']') && --depth == 0) break;
+    }
+    return i;
+  }
+  while (i < text.size() && !json_space(text[i]) && text[i] != ',' && text[i] != '}' && text[i] != ']') ++i;
+  return i;
+}
+
+// Calls visit(key, value spelling) for each member of the top-level object `text`, in
+// input order (a repeated key is visited again, so the last one wins, as in Boost.JSON).
+template <typename Visit>
+void for_each_member(std::string_view text, Visit visit) {
+  std::size_t i = skip_space(text, 0);
+  if (i >= text.size() || text[i] != '{') return;
+  i = skip_space(text, i + 1);
+  while (i < text.size() && text[i] == '"') {
+    const std::size_t key_end = skip_string(text, i);
+    std::string_view key_token = text.substr(i, key_end - i);
+    std::string decoded;
+    std::string_view key = key_token.substr(1, key_token.size() - 2);
+    if (key.find('\\') != std::string_view::npos) {
+      boost::json::error_code error;
+      auto parsed = boost::json::parse(key_token, error);
+      if (error || !parsed.is_string()) return;
+      decoded.assign(parsed.get_string().data(), parsed.get_string().size());
+      key = decoded;
+    }
+    i = skip_space(text, key_end);
+    if (i >= text.size() || text[i] != ':') return;
+    i = skip_space(text, i + 1);
+    const std::size_t value_end = skip_value(text, i);
+    visit(key, text.substr(i, value_end - i));
+    i = skip_space(text, value_end);
+    if (i < text.size() && text[i] == ',') i = skip_space(text, i + 1);
+  }
 }
 }  // namespace
 
@@ -256,27 +326,27 @@ bool JsonLinesReader::next(RawRecord& record) {
         value.text.assign(json.get_string().data(), json.get_string().size());
         break;
       case boost::json::kind::int64:
-        value.kind = ValueKind::number;
-        value.text = std::to_string(json.get_int64());
-        break;
       case boost::json::kind::uint64:
-        value.kind = ValueKind::number;
-        value.text = std::to_string(json.get_uint64());
-        break;
       case boost::json::kind::double_:
         value.kind = ValueKind::number;
-        value.text = boost::json::serialize(json);
         break;
       case boost::json::kind::object:
         value.kind = ValueKind::object;
-        value.text = boost::json::serialize(json);
         break;
       default:
         value.kind = ValueKind::other;
-        value.text = boost::json::serialize(json);
         break;
     }
   }
+  // Numbers, objects and arrays as the input spelled them, byte for byte.
+  for_each_member(text, [&](std::string_view key, std::string_view spelling) {
+    auto column = column_from_name(key);
+    if (!column) return;  // cannot happen: the loop above refused unknown keys
+    auto& value = record[*column];
+    if (value.kind == ValueKind::number || value.kind == ValueKind::object || value.kind == ValueKind::other) {
+      value.text.assign(spelling);
+    }
+  });
   return true;
 }
 

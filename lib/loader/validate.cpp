@@ -5,6 +5,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdint>
 
@@ -110,6 +111,88 @@ bool holds_nul(const boost::json::value& value) {
   }
 }
 
+// PostgreSQL's numeric, which jsonb stores numbers in, holds at most 131072 digits before
+// the decimal point and 16383 after (counted from the input's spelling: 10e-16384 has a
+// scale of 16384) and refuses exponents beyond +-(INT_MAX/2). Boost.JSON parses such a
+// number as a double (1e400 as infinity), so without this check one such line would
+// abort the COPY of every other line. Returns "" or the message for `number`, a JSON
+// number token.
+constexpr std::int64_t max_numeric_digits_before_point = 131072;
+constexpr std::int64_t max_numeric_digits_after_point = 16383;
+constexpr std::int64_t max_numeric_exponent = 1073741823;  // INT_MAX / 2
+
+std::string check_jsonb_number(std::string_view number) {
+  std::size_t i = 0;
+  if (i < number.size() && number[i] == '-') ++i;
+  const std::size_t int_begin = i;
+  while (i < number.size() && number[i] >= '0' && number[i] <= '9') ++i;
+  const std::string_view int_digits = number.substr(int_begin, i - int_begin);
+  std::string_view fraction_digits;
+  if (i < number.size() && number[i] == '.') {
+    const std::size_t begin = ++i;
+    while (i < number.size() && number[i] >= '0' && number[i] <= '9') ++i;
+    fraction_digits = number.substr(begin, i - begin);
+  }
+  std::int64_t exponent = 0;
+  if (i < number.size() && (number[i] == 'e' || number[i] == 'E')) {
+    ++i;
+    bool negative = false;
+    if (i < number.size() && (number[i] == '+' || number[i] == '-')) negative = number[i++] == '-';
+    for (; i < number.size() && number[i] >= '0' && number[i] <= '9'; ++i) {
+      // Saturates: anything past the limit is refused the same way.
+      exponent = std::min<std::int64_t>(exponent * 10 + (number[i] - '0'), max_numeric_exponent);
+    }
+    if (negative) exponent = -exponent;
+  }
+  auto refuse = [&](const char* why) {
+    return "options holds the number " + quoted(number) + ", which PostgreSQL jsonb cannot store (" +
+           why + ")";
+  };
+  if (exponent >= max_numeric_exponent || exponent <= -max_numeric_exponent) {
+    return refuse("exponent out of range");
+  }
+  const std::int64_t scale = static_cast<std::int64_t>(fraction_digits.size()) - exponent;
+  if (scale > max_numeric_digits_after_point) {
+    return refuse("more than 16383 digits after the decimal point");
+  }
+  // The first significant digit's place: digits before the decimal point of the value.
+  std::int64_t leading_zeros = 0;
+  bool nonzero = false;
+  for (auto part : {int_digits, fraction_digits}) {
+    for (char c : part) {
+      if (c != '0') { nonzero = true; break; }
+      ++leading_zeros;
+    }
+    if (nonzero) break;
+  }
+  const std::int64_t digits_before_point =
+      static_cast<std::int64_t>(int_digits.size()) + exponent - leading_zeros;
+  if (nonzero && digits_before_point > max_numeric_digits_before_point) {
+    return refuse("more than 131072 digits before the decimal point");
+  }
+  return "";
+}
+
+// Every number of a JSON text (already known to be valid JSON) through check_jsonb_number.
+std::string check_jsonb_numbers(std::string_view json) {
+  for (std::size_t i = 0; i < json.size();) {
+    const char c = json[i];
+    if (c == '"') {
+      for (++i; i < json.size() && json[i] != '"'; ++i) {
+        if (json[i] == '\\') ++i;
+      }
+      ++i;
+    } else if (c == '-' || (c >= '0' && c <= '9')) {
+      const std::size_t begin = i;
+      while (i < json.size() && std::string_view("+-.eE0123456789").find(json[i]) != std::string_view::npos) ++i;
+      if (auto error = check_jsonb_number(json.substr(begin, i - begin)); !error.empty()) return error;
+    } else {
+      ++i;
+    }
+  }
+  return "";
+}
+
 std::string parse_options(const RawValue& value, std::string& out) {
   if (value.kind != ValueKind::text && value.kind != ValueKind::object) {
     return "options must be a JSON object";
@@ -119,6 +202,7 @@ std::string parse_options(const RawValue& value, std::string& out) {
   if (error) return "options is not valid JSON (" + error.message() + "): " + quoted(value.text);
   if (!parsed.is_object()) return "options must be a JSON object, got " + quoted(value.text);
   if (holds_nul(parsed)) return "options must not contain \\u0000 (PostgreSQL cannot store it)";
+  if (auto error = check_jsonb_numbers(value.text); !error.empty()) return error;
   // The input's own spelling goes to jsonb, so large numbers keep their digits.
   out.assign(trim(value.text));
   return "";

@@ -2,6 +2,7 @@
 // formats and error modes, exit codes, byte-exact round trips, and every operator
 // command with --json parsed back.
 #include "loader/job.hpp"
+#include "loader/validate.hpp"
 #include "support/pg_cluster.hpp"
 #include "support/process.hpp"
 
@@ -217,6 +218,46 @@ TEST_CASE("submit --on-error skip loads the good lines, names the bad ones and e
   CHECK(result.err.find("line 4: unknown key \"colour\"") != std::string::npos);
   pqxx::connection connection(url);
   CHECK(prompts(connection) == std::vector<std::string>{"good one", "good two"});
+}
+
+// The loader's rule for options numbers (lib/loader/validate.cpp) restates PostgreSQL's
+// numeric limits; here the real server judges the same numbers, and a load with one
+// number jsonb cannot store skips that line only and keeps the others' digits.
+TEST_CASE("submit: options numbers - the loader agrees with jsonb, skips what it refuses, keeps digits") {
+  auto url = PgCluster::shared().migrated_database();
+  pqxx::connection connection(url);
+  const char* numbers[] = {"1e400", "1e131071", "1e131072", "-1e131072", "0.1e131072", "12e131071",
+                           "1e-16383", "1e-16384", "10e-16384", "1e-20000", "1.5e-16382", "1.5e-16383",
+                           "0e200000", "0e-16384", "0e2147483647", "-0.000e-16380",
+                           "123456789012345678901234567890"};
+  for (const char* number : numbers) {
+    CAPTURE(number);
+    const std::string options = std::string("{\"n\": ") + number + "}";
+    bool server_accepts = true;
+    try {
+      pqxx::work tx(connection);
+      tx.exec_params("SELECT $1::jsonb", options);
+    } catch (const pqxx::sql_error&) {
+      server_accepts = false;
+    }
+    klingq::loader::RawRecord record;
+    record[klingq::loader::Column::prompt] = {klingq::loader::ValueKind::text, "p"};
+    record[klingq::loader::Column::options] = {klingq::loader::ValueKind::text, options};
+    klingq::loader::Job job;
+    CHECK(klingq::loader::validate(record, job).empty() == server_accepts);
+  }
+  Scratch scratch;
+  auto path = scratch.file("numbers.jsonl",
+                           "{\"prompt\": \"big\", \"options\": {\"seed\": 123456789012345678901234567890}}\n"
+                           "{\"prompt\": \"tiny\", \"options\": {\"n\": 1e-20000}}\n"
+                           "{\"prompt\": \"huge\", \"options\": {\"n\": 1e400}}\n");
+  auto result = klingq_cli(url, {"submit", path});
+  INFO(result.err);
+  CHECK(result.code == 1);
+  CHECK(result.err.find("line 2: options holds the number \"1e-20000\"") != std::string::npos);
+  CHECK(prompts(connection) == std::vector<std::string>{"big", "huge"});
+  CHECK(count(connection, "SELECT count(*) FROM klingq.jobs WHERE options->>'seed' = '123456789012345678901234567890'") == 1);
+  CHECK(count(connection, "SELECT count(*) FROM klingq.jobs WHERE (options->>'n')::numeric = 1e400") == 1);
 }
 
 TEST_CASE("submit --on-error abort loads nothing when a line is bad and exits 4") {

@@ -149,3 +149,85 @@ TEST_CASE("a refreshed balance leaves out unanswered claims - expired and releas
   CHECK(db::release_leases(c, other) == 3);
   CHECK(balance(c) == 1000);
 }
+
+// The API refuses a repeated Idempotency-Key with a different body (409), and each
+// instance has its own webhook.public_url: a row resubmitted by another instance after
+// its first claimer died must carry the first claimer's webhookUrl.
+TEST_CASE("a row keeps the webhookUrl of its first claim, whoever resubmits it") {
+  pqxx::connection c(PgCluster::shared().migrated_database());
+  auto first_instance = settings_for("queue-test-first");
+  first_instance.webhook_url = "http://first.example/klingq/webhook";
+  auto second_instance = settings_for("queue-test-second");
+  second_instance.webhook_url = "http://second.example/klingq/webhook";
+  auto no_webhooks = settings_for("queue-test-polling");
+  db::ensure_account(c, first_instance);
+  db::set_balance(c, first_instance, 100000);
+  insert_jobs(c, 1);
+
+  auto first = db::claim(c, first_instance, 1);
+  REQUIRE(first.jobs.size() == 1);
+  CHECK(first.jobs[0].webhook_url == first_instance.webhook_url);
+  // The first claimer dies mid-request; the row comes back to another instance.
+  {
+    pqxx::work tx(c);
+    tx.exec("UPDATE klingq.jobs SET lease_expires_at = now() - interval '1 second' WHERE state = 'dispatching'");
+    tx.commit();
+  }
+  auto second = db::claim(c, second_instance, 1);
+  REQUIRE(second.jobs.size() == 1);
+  CHECK(second.jobs[0].spec.idempotency_key == first.jobs[0].spec.idempotency_key);
+  CHECK(second.jobs[0].webhook_url == first_instance.webhook_url);
+
+  // A row first claimed by an instance without webhooks stays without one.
+  insert_jobs(c, 1);
+  auto polled = db::claim(c, no_webhooks, 1);
+  REQUIRE(polled.jobs.size() == 1);
+  CHECK(polled.jobs[0].webhook_url == "");
+  CHECK(db::release_leases(c, no_webhooks) == 1);
+  auto again = db::claim(c, second_instance, 1);
+  REQUIRE(again.jobs.size() == 1);
+  CHECK(again.jobs[0].webhook_url == "");
+}
+
+// A claim counts its rows against the day before they are sent. A row whose answer was
+// lost (expired lease, transient error) may have been accepted: its resubmit, with the
+// same Idempotency-Key, is not counted again. A row released unsent gives its count back.
+TEST_CASE("a row whose answer was lost is counted against the day once, a released row not at all") {
+  pqxx::connection c(PgCluster::shared().migrated_database());
+  auto settings = settings_for("queue-test-day-a");
+  settings.plan = {0, 0, 10};  // ten jobs a day, nothing else limited
+  auto other = settings_for("queue-test-day-b");
+  other.plan = settings.plan;
+  db::ensure_account(c, settings);
+  db::set_balance(c, settings, 100000);
+  insert_jobs(c, 4);
+  auto day_used = [&] {
+    pqxx::read_transaction tx(c);
+    return tx.exec1("SELECT day_used FROM klingq.account WHERE name = 'default'")[0].as<std::int64_t>();
+  };
+
+  auto first = db::claim(c, settings, 3);
+  REQUIRE(first.jobs.size() == 3);
+  CHECK(day_used() == 3);
+  // One answer is lost to a transient error, the instance dies holding the other two.
+  api::Outcome lost = refused(api::OutcomeClass::transient, 0);
+  auto records = db::record_submits(c, settings, {{first.jobs[0], lost, {}, 0.0}}, false);
+  CHECK(records[0].new_state == "queued");
+  CHECK(day_used() == 3);
+  {
+    pqxx::work tx(c);
+    tx.exec("UPDATE klingq.jobs SET lease_expires_at = now() - interval '1 second', run_after = now() - interval '1 second'"
+            " WHERE state IN ('dispatching', 'queued')");
+    tx.commit();
+  }
+  // All three come back with the fourth, which is the only new job of the day.
+  auto again = db::claim(c, other, 4);
+  CHECK(again.jobs.size() == 4);
+  CHECK(day_used() == 4);
+  // Released unsent at shutdown: none of the four was sent by this claim.
+  CHECK(db::release_leases(c, other) == 4);
+  CHECK(day_used() == 0);
+  auto last = db::claim(c, settings, 4);
+  CHECK(last.jobs.size() == 4);
+  CHECK(day_used() == 4);
+}

@@ -329,3 +329,80 @@ TEST_CASE("formats come from names and extensions") {
   CHECK(format_from_name("csv") == Format::csv);
   CHECK_FALSE(format_from_name("xml").has_value());
 }
+
+// jsonb stores numbers as PostgreSQL numeric: at most 131072 digits before the decimal
+// point and 16383 after, counted from the spelling (tests/integration/cli_test.cpp checks
+// these boundaries against a real server). A number past them aborted the whole COPY.
+TEST_CASE("options numbers jsonb cannot store are refused, naming options and the number") {
+  struct Case {
+    const char* number;
+    bool storable;
+  };
+  const Case cases[] = {
+      {"1e400", true},           {"1e131071", true},     {"1e131072", false},  {"-1e131072", false},
+      {"0.1e131072", true},      {"12e131070", true},    {"12e131071", false}, {"1e-16383", true},
+      {"1e-16384", false},       {"10e-16384", false},   {"1e-20000", false},  {"1.5e-16382", true},
+      {"1.5e-16383", false},     {"0e200000", true},     {"0e-16384", false},  {"0e2147483647", false},
+      {"123456789012345678901234567890", true},
+      {"-0.000e-16380", true},   {"1E+5", true},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.number);
+    const std::string line = std::string(R"({"prompt": "p", "options": {"camera": [1, {"zoom": )") + c.number + "}]}}";
+    Job job;
+    auto error = json_error(line, &job);
+    if (c.storable) {
+      CHECK(error == "");
+      CHECK(job.options == std::string(R"({"camera": [1, {"zoom": )") + c.number + "}]}");
+    } else {
+      CHECK(error.find("options holds the number") != std::string::npos);
+      CHECK(error.find(std::string(c.number).substr(0, 20)) != std::string::npos);
+      CHECK(error.find("PostgreSQL jsonb cannot store") != std::string::npos);
+    }
+  }
+  // Past what Boost.JSON parses: refused as JSON, which jsonb refuses too.
+  CHECK(json_error(R"({"prompt": "p", "options": {"a": 1e99999999999999999999}})") != "");
+  // The same text inside a string is only text.
+  CHECK(json_error(R"({"prompt": "p", "options": {"note": "1e-20000"}})") == "");
+  // Options given as a JSON string, and CSV cells, go through the same check.
+  CHECK(json_error(R"({"prompt": "p", "options": "{\"a\": 1e-20000}"})").find("1e-20000") != std::string::npos);
+  auto read = read_all(Format::csv, "prompt,options\np,\"{\"\"a\"\": 1e-20000}\"\n");
+  REQUIRE(read.records.size() == 1);
+  Job job;
+  CHECK(validate(read.records[0], job).find("options holds the number \"1e-20000\"") != std::string::npos);
+}
+
+TEST_CASE("JSONL keeps the input's spelling of options: huge integers and exponents byte-exact") {
+  Job job;
+  const std::string options = R"({"seed":123456789012345678901234567890, "tiny": -1.50e-300,)"
+                              R"( "big" : 1E400, "list": [ 18446744073709551617 ,0.1], "s": "\"}]"})";
+  REQUIRE(json_error(R"({"options": )" + options + R"(, "prompt": "p"})", &job) == "");
+  CHECK(job.options == options);
+  // Escaped keys and repeated keys: the last one wins, as in the parsed object.
+  REQUIRE(json_error(R"({"prompt": "p", "opt\u0069ons": {"a": 1}, "options": {"a": 20000000000000000000001}})",
+                     &job) == "");
+  CHECK(job.options == R"({"a": 20000000000000000000001})");
+  // Numbers of other columns keep their spelling in messages.
+  CHECK(json_error(R"({"prompt": "p", "priority": 1e400})").find("\"1e400\"") != std::string::npos);
+}
+
+TEST_CASE("a load skips the line whose options jsonb cannot store and sends the others") {
+  FakeSink sink;
+  std::vector<LineError> seen;
+  LoadOptions options;
+  options.on_bad_line = [&](const LineError& e) { seen.push_back(e); };
+  auto result = load_text(Format::jsonl,
+                          "{\"prompt\": \"a\", \"options\": {\"n\": 1e400}}\n"
+                          "{\"prompt\": \"b\", \"options\": {\"n\": 1e-20000}}\n"
+                          "{\"prompt\": \"c\", \"options\": {\"n\": 123456789012345678901234567890}}\n",
+                          &sink, options);
+  CHECK(result.valid == 2);
+  CHECK(result.bad == 1);
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].line == 2);
+  CHECK(seen[0].message.find("options holds the number \"1e-20000\"") != std::string::npos);
+  CHECK(sink.committed);
+  CHECK(sink.data.find("1e400") != std::string::npos);
+  CHECK(sink.data.find("123456789012345678901234567890") != std::string::npos);
+  CHECK(sink.data.find("1e-20000") == std::string::npos);
+}

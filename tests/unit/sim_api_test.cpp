@@ -435,7 +435,8 @@ TEST_CASE("outputs: without --output-bytes the URLs name the CDN and nothing is 
         "https://cdn.doitong.com/outputs/" + id + ".mp4");
   ApiRequest r;
   r.method = "GET";
-  r.target = "/outputs/" + id + ".mp4";
+  const std::string target = "/outputs/" + id + ".mp4";  // r.target only views it
+  r.target = target;
   CHECK(f.api.handle(r, f.real0 + 3s).status == 404);
 }
 
