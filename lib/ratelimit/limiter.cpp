@@ -70,6 +70,12 @@ void narrow(Allowance& a, std::int64_t limit_left, Blocker blocker, TimePoint re
     a.count = std::max<std::int64_t>(0, limit_left);
     a.blocked_by = blocker;
     a.retry_at = retry_at;
+  } else if (a.count <= 0 && limit_left <= 0 && retry_at > a.retry_at) {
+    // Blocked twice over: the limit that frees last is the one that holds. (Otherwise a
+    // queue held for hours by the daily cap would flip between "rpm" and "daily" with
+    // every request token, and so would its log notice.)
+    a.blocked_by = blocker;
+    a.retry_at = retry_at;
   }
 }
 

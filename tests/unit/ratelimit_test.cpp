@@ -197,6 +197,21 @@ TEST_CASE("a 429 pauses the window it names for as long as it says") {
   CHECK(a.retry_at == t0 + 3h);
 }
 
+TEST_CASE("blocked by the day and by the request pace at once, the day holds whatever the tokens say") {
+  LimiterSettings settings;
+  auto s = from_plan(60, 0, 100);
+  const TimePoint t0 = from_epoch_ms(1795600000000);
+  roll(s, t0, settings);
+  take_submits(s, 100, t0, settings);  // the day is spent and the pace is far ahead
+  for (auto at : {t0 + 1s, t0 + 30s, t0 + 90s, t0 + 200s}) {
+    CAPTURE(std::chrono::duration_cast<std::chrono::seconds>(at - t0).count());
+    auto a = submit_allowance(s, 0, 1, at, settings);
+    CHECK(a.count == 0);
+    CHECK(a.blocked_by == Blocker::daily);
+    CHECK(a.retry_at == *s.day_reset_at);
+  }
+}
+
 TEST_CASE("the daily count resets at 00:00 UTC and follows the API's count") {
   LimiterSettings settings;
   auto s = from_plan(0, 0, 100);
