@@ -123,6 +123,7 @@ WHERE id = $1 AND state = 'dispatching' AND lease_owner = $2)";
 constexpr const char* account_set_balance = "UPDATE klingq.account SET balance = $2 - (SELECT coalesce(sum("
     KLINGQ_COST_CASE("$3::bigint", "$4::bigint", "$5::bigint", "$6::bigint") "), 0) FROM klingq.jobs "
     "WHERE state = 'dispatching'), balance_at = now() WHERE name = $1";
+// A negative charge is a refund.
 constexpr const char* account_charge =
     "UPDATE klingq.account SET balance = balance - $2 WHERE name = $1 AND balance IS NOT NULL";
 constexpr const char* account_halt = R"(
@@ -158,8 +159,6 @@ VALUES ($1, $2, $3, $4::jsonb, $5) ON CONFLICT (remote_id) DO NOTHING)";
 constexpr const char* inbox_take_many = R"(
 DELETE FROM klingq.webhook_inbox WHERE remote_id IN (SELECT jsonb_array_elements_text($1::jsonb))
 RETURNING remote_id, status, coalesce(url, ''), coalesce(metadata::text, '{}'), coalesce(error, ''))";
-constexpr const char* account_refund =
-    "UPDATE klingq.account SET balance = balance + $2 WHERE name = $1 AND balance IS NOT NULL";
 constexpr const char* notify_slot_freed = "SELECT pg_notify('klingq_jobs', 'slot')";
 
 constexpr const char* jobs_due_polls = R"(
@@ -337,7 +336,7 @@ CompletionOutcome complete_locked(pqxx::work& tx, const QueueSettings& settings,
     out.job_id = rows[0][0].as<long long>();
     if (!rows[0][2].is_null()) out.submit_to_complete_seconds = rows[0][2].as<double>();
     if (c.status == "failed" && !rows[0][1].is_null()) {
-      exec(tx, sql::account_refund, account, rows[0][1].as<long long>());
+      exec(tx, sql::account_charge, account, -rows[0][1].as<long long>());
     }
     exec(tx, sql::notify_slot_freed);
     return out;
@@ -503,7 +502,7 @@ ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, s
 }
 
 std::vector<SubmitRecord> record_submits(pqxx::connection& connection, const QueueSettings& settings,
-                                         const std::vector<SubmitInput>& inputs, bool webhooks_on) {
+                                         const std::vector<SubmitInput>& inputs) {
   std::vector<SubmitRecord> records(inputs.size());
   pqxx::work tx(connection);
   using api::OutcomeClass;
@@ -610,7 +609,7 @@ std::vector<SubmitRecord> record_submits(pqxx::connection& connection, const Que
     std::unordered_map<std::int64_t, std::size_t> by_id;
     for (auto i : accepted_index) by_id.emplace(inputs[i].job.id, i);
     auto submitted = exec(tx, sql::jobs_mark_submitted_many, json::serialize(accepted), settings.instance,
-                          seconds(settings.first_poll) * (webhooks_on ? 2 : 1));
+                          seconds(settings.first_poll) * (settings.webhook_url.empty() ? 1 : 2));
     for (const auto& row : submitted) {
       const auto i = by_id.at(row[0].as<long long>());
       charge += row[1].as<long long>() - inputs[i].job.expected_cost;

@@ -92,7 +92,7 @@ struct SubmitRecord {
 // response says something about limits or was not an acceptance. Returns one record per
 // input, in order.
 std::vector<SubmitRecord> record_submits(pqxx::connection& connection, const QueueSettings& settings,
-                                         const std::vector<SubmitInput>& inputs, bool webhooks_on);
+                                         const std::vector<SubmitInput>& inputs);
 
 // Headers (and a 429) from a request that was not a submit.
 void record_response(pqxx::connection& connection, const QueueSettings& settings,

@@ -50,7 +50,6 @@ EngineOptions options_from(const config::Config& config, config::Secret api_key)
   q.plan = config.starting_limits();
   o.protocol = config.api.protocol;
   o.api_key = std::move(api_key);
-  o.webhook_url = config.webhook.public_url;
   q.webhook_url = config.webhook.public_url;
   o.webhook_secrets = config.webhook.secrets;
   o.database_url = config.database.url;
@@ -146,7 +145,7 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
   double unit_random() { return std::uniform_real_distribution<double>(0.0, 1.0)(random); }
 
   api::Endpoint endpoint() const {
-    return api::Endpoint{options.protocol, &options.api_key, options.webhook_url};
+    return api::Endpoint{options.protocol, &options.api_key, options.queue.webhook_url};
   }
 
   void wake() {
@@ -289,9 +288,8 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
       to_record.erase(to_record.begin(), to_record.begin() + take);
       try {
         auto settings = options.queue;
-        const bool webhooks = !options.webhook_url.empty();
-        auto records = co_await pool.run([settings, group, webhooks](pqxx::connection& c) {
-          return db::record_submits(c, settings, *group, webhooks);
+        auto records = co_await pool.run([settings, group](pqxx::connection& c) {
+          return db::record_submits(c, settings, *group);
         });
         note_database(true, "record_submit");
         failures = 0;

@@ -56,7 +56,6 @@ struct EngineOptions {
   db::QueueSettings queue;
   config::Protocol protocol = config::Protocol::graphql;
   config::Secret api_key;
-  std::string webhook_url;                 // empty: completion by polling only
   std::vector<config::Secret> webhook_secrets;
   std::string database_url;                // for the LISTEN connection
   int claim_batch = 100;

@@ -84,7 +84,7 @@ TEST_CASE("a claim charges the known balance and a group of outcomes settles it 
   group.push_back({claim.jobs[2], refused(api::OutcomeClass::invalid_job, 400), {}, 0.5});
   group.push_back({claim.jobs[3], refused(api::OutcomeClass::transient, 503), {}, 0.5});
   group.push_back({claim.jobs[4], accepted("remote-5", unit), {}, 0.5});
-  auto records = db::record_submits(c, settings, group, false);
+  auto records = db::record_submits(c, settings, group);
 
   REQUIRE(records.size() == 5);
   CHECK(records[0].new_state == "submitted");
@@ -107,7 +107,7 @@ TEST_CASE("a claim charges the known balance and a group of outcomes settles it 
   }
 
   // Recording the same group again (a retry after a lost commit reply) changes nothing.
-  auto again = db::record_submits(c, settings, group, false);
+  auto again = db::record_submits(c, settings, group);
   for (const auto& record : again) CHECK(record.new_state.empty());
   CHECK(balance(c) == 10000 - 2 * unit - 3);
 }
@@ -141,7 +141,7 @@ TEST_CASE("a refreshed balance leaves out unanswered claims - expired and releas
   // A 402 replaces the balance with the API's figure, less the other unanswered claims.
   api::Outcome no_credit = refused(api::OutcomeClass::no_credit, 402);
   no_credit.credits_available = 1000;
-  auto records = db::record_submits(c, other, {{second.jobs[0], no_credit, {}, 0.5}}, false);
+  auto records = db::record_submits(c, other, {{second.jobs[0], no_credit, {}, 0.5}});
   CHECK(records[0].new_state == "queued");
   CHECK(balance(c) == 1000 - 3 * unit);
 
@@ -211,7 +211,7 @@ TEST_CASE("a row whose answer was lost is counted against the day once, a releas
   CHECK(day_used() == 3);
   // One answer is lost to a transient error, the instance dies holding the other two.
   api::Outcome lost = refused(api::OutcomeClass::transient, 0);
-  auto records = db::record_submits(c, settings, {{first.jobs[0], lost, {}, 0.0}}, false);
+  auto records = db::record_submits(c, settings, {{first.jobs[0], lost, {}, 0.0}});
   CHECK(records[0].new_state == "queued");
   CHECK(day_used() == 3);
   {
