@@ -16,6 +16,9 @@ namespace json = boost::json;
 using ratelimit::AccountState;
 
 namespace sql {
+// The hot statements on klingq.jobs set updated_at themselves, so the per-row trigger
+// jobs_touch, which fires only when an UPDATE leaves it alone, costs them nothing
+// (schema/009_lighter_updates.sql).
 
 // Expected cost of a row by the configured table ($c5s, $c10s, $c5p, $c10p as $N..$N+3).
 #define KLINGQ_COST_CASE(a, b, c, d)                                                   \
@@ -86,7 +89,7 @@ WHERE state = 'queued' AND batch = $1
 constexpr const char* jobs_claim = R"(
 UPDATE klingq.jobs SET state = 'dispatching', lease_owner = $2,
   lease_expires_at = now() + make_interval(secs => $3), wait_reason = NULL,
-  submit_webhook_url = coalesce(submit_webhook_url, $4), day_counted = true
+  submit_webhook_url = coalesce(submit_webhook_url, $4), day_counted = true, updated_at = now()
 WHERE id = ANY($1::bigint[])
 RETURNING id, prompt, duration, aspect_ratio, version, mode, options::text,
           idempotency_key::text, attempts, max_attempts, klingq.epoch_ms(created_at),
@@ -96,7 +99,7 @@ RETURNING id, prompt, duration, aspect_ratio, version, mode, options::text,
 constexpr const char* jobs_mark_submitted_many = R"(
 UPDATE klingq.jobs j SET state = 'submitted', remote_id = u.remote_id, credit_cost = u.cost,
   attempts = j.attempts + 1, submitted_at = now(), lease_expires_at = NULL,
-  next_poll_at = now() + make_interval(secs => $3), wait_reason = NULL
+  next_poll_at = now() + make_interval(secs => $3), wait_reason = NULL, updated_at = now()
 FROM jsonb_to_recordset($1::jsonb) AS u(id bigint, remote_id text, cost bigint)
 WHERE j.id = u.id AND j.state = 'dispatching' AND j.lease_owner = $2
 RETURNING j.id, j.credit_cost)";
@@ -143,7 +146,7 @@ SELECT pg_advisory_xact_lock(k) FROM (
 // same transaction (schema/006_outputs.sql): a crash right after loses nothing.
 constexpr const char* jobs_complete = R"(
 UPDATE klingq.jobs SET state = $2::klingq.job_state, url = nullif($3, ''), metadata = $4::jsonb,
-  completed_at = now(), next_poll_at = NULL, wait_reason = NULL,
+  completed_at = now(), next_poll_at = NULL, wait_reason = NULL, updated_at = now(),
   output_next_at = CASE WHEN $6::boolean AND $2::klingq.job_state = 'completed' AND nullif($3, '') IS NOT NULL
                         THEN now() END,
   last_error = CASE WHEN $5::jsonb IS NULL THEN last_error
@@ -424,7 +427,12 @@ ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, s
   // what the unanswered ones will cost: no other instance can spend it twice.
   const std::int64_t budget = *locked.balance - charge - settings.credit_reserve;
   // Look a little past the allowance so cheaper jobs can use credit a dear one cannot.
-  const std::int64_t look = std::min<std::int64_t>(allowance.count * 4, allowance.count + 200);
+  // When the budget pays for the allowance even at the dearest cost and no batch has a
+  // budget, the first rows in line are the ones chosen: read (and lock) only those.
+  const std::int64_t dearest = std::max({c5, c10, p5, p10});
+  const bool ample = !locked.batch_budgets && (dearest <= 0 || budget / dearest >= allowance.count);
+  const std::int64_t look =
+      ample ? allowance.count : std::min<std::int64_t>(allowance.count * 4, allowance.count + 200);
   auto rows = exec(tx, sql::jobs_claim_candidates, static_cast<long long>(look), c5, c10, p5, p10);
   std::vector<std::string> budget_batches;
   std::vector<std::int64_t> batch_left;

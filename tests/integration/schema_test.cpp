@@ -155,6 +155,37 @@ TEST_CASE("state changes are recorded in job_events and updated_at moves") {
   CHECK(events[0][1].as<std::string>() == "cancelled");
 }
 
+TEST_CASE("updated_at moves on an UPDATE that leaves it alone, and keeps a value an UPDATE sets") {
+  pqxx::connection connection(PgCluster::shared().migrated_database());
+  pqxx::work tx(connection);
+  auto id = tx.exec1("INSERT INTO klingq.jobs (prompt) VALUES ('p') RETURNING id")[0].as<long>();
+  auto updated_at = [&] {
+    return tx.exec_params1("SELECT updated_at::text FROM klingq.jobs WHERE id = $1", id)[0].as<std::string>();
+  };
+  tx.exec_params("UPDATE klingq.jobs SET updated_at = '2001-02-03 04:05:06+00' WHERE id = $1", id);
+  CHECK(updated_at() == "2001-02-03 04:05:06+00");  // set by the statement: kept
+  tx.exec_params("UPDATE klingq.jobs SET priority = 4 WHERE id = $1", id);
+  CHECK(tx.exec_params1("SELECT updated_at = now() FROM klingq.jobs WHERE id = $1", id)[0].as<bool>());
+}
+
+TEST_CASE("a job's events go with it: DELETE and TRUNCATE remove them, other jobs' stay") {
+  pqxx::connection connection(PgCluster::shared().migrated_database());
+  pqxx::work tx(connection);
+  tx.exec("INSERT INTO klingq.jobs (prompt) SELECT 'p' || g FROM generate_series(1, 20) g");
+  tx.exec("UPDATE klingq.jobs SET state = 'cancelled'");
+  auto events = [&] { return tx.exec1("SELECT count(*) FROM klingq.job_events")[0].as<int>(); };
+  auto orphans = [&] {
+    return tx.exec1("SELECT count(*) FROM klingq.job_events e "
+                    "WHERE NOT EXISTS (SELECT 1 FROM klingq.jobs j WHERE j.id = e.job_id)")[0].as<int>();
+  };
+  CHECK(events() == 20);
+  tx.exec("DELETE FROM klingq.jobs WHERE id % 4 = 0");
+  CHECK(events() == 15);
+  CHECK(orphans() == 0);
+  tx.exec("TRUNCATE klingq.jobs");
+  CHECK(events() == 0);
+}
+
 TEST_CASE("klingq.job_counts agrees with a full count through inserts, moves, deletes, folds and truncate") {
   pqxx::connection connection(PgCluster::shared().fresh_database());
   {
