@@ -95,13 +95,15 @@ RETURNING id, prompt, duration, aspect_ratio, version, mode, options::text,
           idempotency_key::text, attempts, max_attempts, klingq.epoch_ms(created_at),
           submit_webhook_url)";
 
-// A group of accepted submits: $1 = [{"id":..,"remote_id":..,"cost":..}, ...].
+// A group of accepted submits: $1 = [{"id":..,"remote_id":..,"cost":..}, ...], $4 = their
+// ids. Without `j.id = ANY($4)` the generic plan read every dispatching row of every
+// instance through jobs_lease_idx and hash-joined them with the group.
 constexpr const char* jobs_mark_submitted_many = R"(
 UPDATE klingq.jobs j SET state = 'submitted', remote_id = u.remote_id, credit_cost = u.cost,
   attempts = j.attempts + 1, submitted_at = now(), lease_expires_at = NULL,
   next_poll_at = now() + make_interval(secs => $3), wait_reason = NULL, updated_at = now()
 FROM jsonb_to_recordset($1::jsonb) AS u(id bigint, remote_id text, cost bigint)
-WHERE j.id = u.id AND j.state = 'dispatching' AND j.lease_owner = $2
+WHERE j.id = ANY($4::bigint[]) AND j.id = u.id AND j.state = 'dispatching' AND j.lease_owner = $2
 RETURNING j.id, j.credit_cost)";
 
 // last_error keeps the latest error and the history of all of them.
@@ -524,6 +526,7 @@ std::vector<SubmitRecord> record_submits(pqxx::connection& connection, const Que
     return in.outcome.outcome != OutcomeClass::accepted || observed(in.observation);
   });
   json::array accepted;       // for jobs_mark_submitted_many
+  std::vector<std::int64_t> accepted_job_ids;
   json::array accepted_ids;   // their remote ids, for the locks and the inbox
   std::vector<std::size_t> accepted_index;
   for (std::size_t i = 0; i < inputs.size(); ++i) {
@@ -531,6 +534,7 @@ std::vector<SubmitRecord> record_submits(pqxx::connection& connection, const Que
     const auto& in = inputs[i];
     const auto cost = in.outcome.credit_cost.value_or(in.job.expected_cost);
     accepted.push_back(json::object{{"id", in.job.id}, {"remote_id", in.outcome.remote_id}, {"cost", cost}});
+    accepted_job_ids.push_back(in.job.id);
     accepted_ids.push_back(json::string(in.outcome.remote_id));
     accepted_index.push_back(i);
   }
@@ -617,7 +621,8 @@ std::vector<SubmitRecord> record_submits(pqxx::connection& connection, const Que
     std::unordered_map<std::int64_t, std::size_t> by_id;
     for (auto i : accepted_index) by_id.emplace(inputs[i].job.id, i);
     auto submitted = exec(tx, sql::jobs_mark_submitted_many, json::serialize(accepted), settings.instance,
-                          seconds(settings.first_poll) * (settings.webhook_url.empty() ? 1 : 2));
+                          seconds(settings.first_poll) * (settings.webhook_url.empty() ? 1 : 2),
+                          ids_array(accepted_job_ids));
     for (const auto& row : submitted) {
       const auto i = by_id.at(row[0].as<long long>());
       charge += row[1].as<long long>() - inputs[i].job.expected_cost;
