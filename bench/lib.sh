@@ -105,16 +105,12 @@ wait_sql() {
 now_ms() { date +%s%3N; }
 
 # wait_drained TIMEOUT_S [DB]: returns when klingqd has no row left to submit (none queued
-# or dispatching). One backend polls in a loop (a DO block takes a new snapshot per
-# statement) with two probes of the partial indexes on those states: a psql process and
-# a count(*) over the whole table every 250 ms cost 7% of the machine's CPU in a
-# throughput run, taken from the database being measured.
+# or dispatching), polled on one connection by peers.js. A psql process and a count(*)
+# over the whole table every 250 ms took 7% of the machine's CPU in a throughput run; a
+# DO loop in one backend held a snapshot that kept dead row versions from being pruned.
 wait_drained() {
-  "${PSQL[@]}" -d "${2:-klingq}" -c "SET statement_timeout = '${1}s'" -c "DO \$\$ BEGIN
-    WHILE EXISTS (SELECT 1 FROM klingq.jobs WHERE state = 'queued')
-       OR EXISTS (SELECT 1 FROM klingq.jobs WHERE state = 'dispatching') LOOP
-      PERFORM pg_sleep(0.05);
-    END LOOP; END \$\$" >/dev/null
+  local url="postgresql://postgres@/${2:-klingq}?host=$PG_DIR"
+  timeout "$1" node "$BENCH_DIR/peers.js" klingq-drained klingqd --db "$url"
 }
 
 machine_line() {

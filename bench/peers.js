@@ -8,6 +8,9 @@
 //                         --key KEY --concurrency C --jobs N
 //        starts the worker on the queued jobs and prints {"jobs", "seconds", "jobs_per_s"}:
 //        the time from starting the worker until no job is left undone (polled every 100 ms).
+//   node peers.js klingq-drained klingqd --db URL
+//        returns when klingq.jobs has no row queued or dispatching (polled every 50 ms on
+//        one connection, the way the peers' own drain is watched).
 //   node peers.js latency graphile --db URL --sim ADDR --key KEY --jobs N
 //        graphile-worker's latencyTest method: with the queue idle, add one job, wait until
 //        its task has run, repeat; prints p50/p99 of add_job -> task start and -> POST done.
@@ -168,4 +171,17 @@ async function latency() {
   process.exit(0);
 }
 
-({ queue, drain, latency })[cmd]().catch((e) => { console.error(e); process.exit(1); });
+// One connection, autocommit: neither a process per poll nor a snapshot held across the
+// run (either loaded or slowed the database being measured).
+async function klingqDrained() {
+  const pool = new Pool({ connectionString: args.db, max: 1 });
+  for (;;) {
+    const { rows } = await pool.query(`SELECT EXISTS (SELECT 1 FROM klingq.jobs WHERE state = 'queued')
+                                           OR EXISTS (SELECT 1 FROM klingq.jobs WHERE state = 'dispatching') AS undone`);
+    if (!rows[0].undone) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await pool.end();
+}
+
+({ queue, drain, latency, 'klingq-drained': klingqDrained })[cmd]().catch((e) => { console.error(e); process.exit(1); });
