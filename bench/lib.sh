@@ -104,6 +104,20 @@ wait_sql() {
 
 now_ms() { date +%s%3N; }
 
+# CPU used so far, in clock ticks (getconf CLK_TCK): proc_ticks PID for one living process;
+# pg_ticks for the whole cluster, its ended processes included (the postmaster's
+# cutime/cstime hold the times of the backends it has reaped).
+proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+pg_ticks() {
+  local postmaster
+  postmaster=$(head -1 "$PG_DIR/data/postmaster.pid")
+  { awk '{print $14 + $15 + $16 + $17}' "/proc/$postmaster/stat"
+    for child in $(pgrep -P "$postmaster"); do awk '{print $14 + $15}' "/proc/$child/stat" 2>/dev/null || true; done
+  } | awk '{t += $1} END {print t + 0}'
+}
+# us_per_job TICKS JOBS: ticks spread over the jobs, in microseconds.
+us_per_job() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%d", t / hz * 1e6 / n}'; }
+
 # wait_drained TIMEOUT_S [DB]: returns when klingqd has no row left to submit (none queued
 # or dispatching), polled on one connection by peers.js. A psql process and a count(*)
 # over the whole table every 250 ms took 7% of the machine's CPU in a throughput run; a

@@ -7,7 +7,8 @@
 //   node peers.js drain   graphile|graphile-batched|pgboss|pgboss-batched --db URL --sim ADDR
 //                         --key KEY --concurrency C --jobs N
 //        starts the worker on the queued jobs and prints {"jobs", "seconds", "jobs_per_s"}:
-//        the time from starting the worker until no job is left undone (polled every 100 ms).
+//        the time from starting the worker until no job is left undone (polled every 100 ms),
+//        and "client_cpu_s", this process's CPU time in that span.
 //   node peers.js klingq-drained klingqd --db URL
 //        returns when klingq.jobs has no row queued or dispatching (polled every 50 ms on
 //        one connection, the way the peers' own drain is watched).
@@ -56,10 +57,15 @@ const REMAINING = {
   pgboss: "SELECT count(*)::int AS n FROM pgboss.job WHERE name = 'generate' AND state < 'completed'",
 };
 
+// Until no job is left, or --max-seconds have passed (then the rate is over the jobs done
+// so far: pg-boss 10 with 64 workers does about 16 jobs/s at 100,000 queued, because each
+// fetch sorts the whole queue, and would take hours).
 async function waitDrained(pool, sql, started) {
+  const limit = Number(args['max-seconds'] || Infinity);
   for (;;) {
     const { rows } = await pool.query(sql);
-    if (rows[0].n === 0) return (Date.now() - started) / 1000;
+    const seconds = (Date.now() - started) / 1000;
+    if (rows[0].n === 0 || seconds >= limit) return { seconds, remaining: rows[0].n };
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -95,8 +101,9 @@ async function queue() {
 
 async function drain() {
   const monitor = new Pool({ connectionString: args.db, max: 1 });
+  const cpuAtStart = process.cpuUsage();
   const started = Date.now();
-  let seconds;
+  let drained;
   if (peer.startsWith('graphile')) {
     const { run } = require('graphile-worker');
     const batched = peer === 'graphile-batched';
@@ -110,7 +117,7 @@ async function drain() {
       preset: batched ? { worker: { localQueue: { size: 200 }, completeJobBatchDelay: 0 } } : undefined,
       taskList: { [TASK]: async (payload, helpers) => { await post(payload.prompt, `graphile-${helpers.job.id}`); } },
     });
-    seconds = await waitDrained(monitor, REMAINING.graphile, started);
+    drained = await waitDrained(monitor, REMAINING.graphile, started);
     await runner.stop();
   } else {
     const PgBoss = require('pg-boss');
@@ -126,12 +133,15 @@ async function drain() {
         await Promise.all(jobs.map((job) => post(job.data.prompt, `pgboss-${job.id}`)));
       });
     }
-    seconds = await waitDrained(monitor, REMAINING.pgboss, started);
+    drained = await waitDrained(monitor, REMAINING.pgboss, started);
     await boss.stop({ graceful: false, wait: false });
   }
   await monitor.end();
-  const jobs = Number(args.jobs);
-  process.stdout.write(JSON.stringify({ peer, jobs, seconds, jobs_per_s: jobs / seconds }) + '\n');
+  const jobs = Number(args.jobs) - drained.remaining;
+  const { seconds } = drained;
+  const cpu = process.cpuUsage(cpuAtStart);  // this process's user + system time during the drain
+  process.stdout.write(JSON.stringify({ peer, jobs, seconds, jobs_per_s: jobs / seconds, stopped_early: drained.remaining > 0,
+    client_cpu_s: (cpu.user + cpu.system) / 1e6 }) + '\n');
   process.exit(0);
 }
 
