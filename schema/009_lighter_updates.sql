@@ -19,10 +19,14 @@ ALTER FUNCTION klingq.epoch_ms(timestamptz) STABLE;
 --    SELECT ... FOR KEY SHARE on its job (two per job). The trigger that writes events
 --    takes the ids from the very rows it was fired by, so the key held by construction.
 --    What it also gave, deleting a job's events with the job (ON DELETE CASCADE and
---    TRUNCATE ... CASCADE), statement triggers now give.
+--    TRUNCATE ... CASCADE), statement triggers now give. Like the cascade, the delete
+--    looks each job's events up in job_events_job_idx: its plan is cached at the first
+--    call, and a hash join planned for a large first delete would scan the whole events
+--    table for every later one.
 ALTER TABLE klingq.job_events DROP CONSTRAINT job_events_job_id_fkey;
 
-CREATE FUNCTION klingq.jobs_delete_events() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION klingq.jobs_delete_events() RETURNS trigger LANGUAGE plpgsql
+  SET enable_hashjoin = off SET enable_mergejoin = off AS $$
 BEGIN
   DELETE FROM klingq.job_events e USING deleted d WHERE e.job_id = d.id;
   RETURN NULL;
