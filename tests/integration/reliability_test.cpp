@@ -101,12 +101,14 @@ TEST_CASE("reliability: three instances on one free account, one killed mid-batc
   // The account allows two jobs more than the batch needs, a day and in credits (an
   // exact fit can hold the killed instance's row until the next day: klingq cannot tell
   // the API's free replay of an accepted job from a new one, and stays on the safe side).
-  // Slow answers keep submits in flight, so the kill lands mid-request.
+  // Slow answers keep submits in flight, so the kill lands mid-request. The simulated day
+  // starts at 01:00: at 60x a run that began within 15 minutes of real midnight crossed
+  // the simulator's midnight, which reset its day count and failed the count below.
   const int jobs = 30;
   const int cap = jobs + 2;
   Stack stack({"--plan", "free", "--daily", std::to_string(cap), "--credits", std::to_string(cap * 100),
                "--time-scale", "60", "--gen-seconds", "1:2", "--fault-slow", "0.4", "--slow-ms", "600",
-               "--seed", "11"});
+               "--seed", "11", "--clock-start", "2026-11-25T01:00:00Z"});
   stack.insert_jobs(jobs);
   std::vector<std::map<std::string, std::string>> configs;
   for (int i = 0; i < 3; ++i) {
