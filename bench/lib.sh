@@ -93,15 +93,6 @@ stop_daemon() {
   fi
 }
 
-# wait_sql SQL VALUE TIMEOUT_S [DB]: polls (every $WAIT_EVERY s) until the scalar equals VALUE.
-wait_sql() {
-  local deadline=$(( $(date +%s) + $3 ))
-  while [ "$("${PSQL[@]}" -d "${4:-klingq}" -tAc "$1")" != "$2" ]; do
-    [ "$(date +%s)" -lt "$deadline" ] || return 1
-    sleep "${WAIT_EVERY:-0.05}"
-  done
-}
-
 now_ms() { date +%s%3N; }
 
 # CPU used so far, in clock ticks (getconf CLK_TCK): proc_ticks PID for one living process;
@@ -117,6 +108,54 @@ pg_ticks() {
 }
 # us_per_job TICKS JOBS: ticks spread over the jobs, in microseconds.
 us_per_job() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%d", t / hz * 1e6 / n}'; }
+
+# drain_config FILE URL POOL_SIZE IN_FLIGHT [CONNECTIONS]: the klingqd config of the drain
+# benchmarks (throughput, compare, profile-dispatch): the enterprise plan, CONNECTIONS (64) to the API,
+# claims of up to 200 rows, no status polls or balance queries during the run.
+drain_config() {
+  cat >"$1" <<YAML
+database:
+  url: "$2"
+  pool_size: $3
+api:
+  base_url: "http://$SIM_ADDR"
+  key_file: "$WORK/api-key"
+  max_connections: ${5:-64}
+limits:
+  plan: enterprise
+dispatch:
+  max_in_flight_requests: $4
+  claim_batch: 200
+poll:
+  first_after_seconds: 3600
+credits:
+  refresh_seconds: 3600
+log:
+  level: notice
+YAML
+}
+
+# drain_paused URL DB: resumes the paused klingqd started by start_daemon and returns when
+# nothing is left queued or dispatching. Sets DRAIN_JOBS (rows submitted), DRAIN_SECONDS
+# (to the last submitted_at: klingqd's own clock, more exact than the 50 ms poll),
+# DRAIN_VMHWM_KIB, and the CPU µs per job of klingqd, the simulator and the cluster
+# (DRAIN_CLIENT_US, DRAIN_SIM_US, DRAIN_PG_US), all read while klingqd's backends live: one
+# ending between the two reads of pg_ticks would be counted in neither. klingqd keeps
+# running.
+drain_paused() {
+  local url=$1 db=$2 client0 sim0 pg0 t0 t1
+  client0=$(proc_ticks "$DAEMON_PID"); sim0=$(proc_ticks "$SIM_PID"); pg0=$(pg_ticks)
+  t0=$(now_ms)
+  "$BIN/klingq" --database "$url" resume >/dev/null
+  wait_drained 3600 "$db" || true
+  t1=$("${PSQL[@]}" -d "$db" -tAc "SELECT (extract(epoch FROM max(submitted_at)) * 1000)::bigint FROM klingq.jobs")
+  DRAIN_SECONDS=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", (b - a) / 1000}')
+  DRAIN_JOBS=$("${PSQL[@]}" -d "$db" -tAc "SELECT count(*) FROM klingq.jobs WHERE state IN ('submitted','completed')")
+  DRAIN_VMHWM_KIB=$(awk '/VmHWM/ {print $2}' "/proc/$DAEMON_PID/status")
+  DRAIN_CLIENT_US=$(us_per_job $(( $(proc_ticks "$DAEMON_PID") - client0 )) "$DRAIN_JOBS")
+  DRAIN_SIM_US=$(us_per_job $(( $(proc_ticks "$SIM_PID") - sim0 )) "$DRAIN_JOBS")
+  DRAIN_PG_US=$(us_per_job $(( $(pg_ticks) - pg0 )) "$DRAIN_JOBS")
+}
 
 # wait_drained TIMEOUT_S [DB]: returns when klingqd has no row left to submit (none queued
 # or dispatching), polled on one connection by peers.js. A psql process and a count(*)
