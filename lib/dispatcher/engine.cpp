@@ -119,7 +119,7 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
   // One per record loop: a timer's expires_after() cancels every wait on it, so two loops
   // sharing one would wake each other forever.
   std::array<asio::steady_timer, 2> record_timers;
-  std::vector<db::SubmitInput> to_record;  // answered submits, oldest first
+  std::vector<dispatcher::SubmitInput> to_record;  // answered submits, oldest first
   bool woken = false;                  // a wake() that arrived while the loop was busy
   std::chrono::steady_clock::time_point last_reap{};
   bool credit_poke = false;            // the claim loop wants a fresh balance
@@ -138,8 +138,8 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
   // What /readyz and STATUS= show; kept here so they never block on the database.
   bool database_ok = false;
   bool halted = false;
-  db::Hold last_hold = db::Hold::none;
-  db::Snapshot snapshot;
+  dispatcher::Hold last_hold = dispatcher::Hold::none;
+  dispatcher::Snapshot snapshot;
   bool warned_low_balance = false;
 
   double unit_random() { return std::uniform_real_distribution<double>(0.0, 1.0)(random); }
@@ -161,10 +161,10 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
     database_ok = ok;
   }
 
-  void note_hold(db::Hold hold) {
+  void note_hold(dispatcher::Hold hold) {
     if (hold == last_hold) return;
     // Once per change, not once per claim: a daily cap can last for hours.
-    if (hold != db::Hold::none) log::notice("dispatch_held", {{"by", db::to_string(hold)}});
+    if (hold != dispatcher::Hold::none) log::notice("dispatch_held", {{"by", dispatcher::to_string(hold)}});
     else log::info("dispatch_flowing");
     last_hold = hold;
   }
@@ -200,7 +200,7 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
       std::chrono::steady_clock::duration wait = options.safety_poll;
       if (capacity > 0) {
         const std::int64_t wanted = std::min(capacity, options.claim_batch);
-        db::ClaimResult result;
+        dispatcher::ClaimResult result;
         bool ok = false;
         try {
           auto settings = options.queue;
@@ -210,7 +210,7 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
           const bool reap = now - last_reap >= 1s;
           if (reap) last_reap = now;
           result = co_await pool.run([settings, wanted, reap](pqxx::connection& c) {
-            return db::claim(c, settings, wanted, reap);
+            return dispatcher::claim(c, settings, wanted, reap);
           });
           ok = true;
           note_database(true, "claim");
@@ -219,10 +219,10 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
           wait = std::min<std::chrono::steady_clock::duration>(options.safety_poll, 1s);
         }
         if (ok) {
-          log::debug("claimed", {{"jobs", std::to_string(result.jobs.size())}, {"held_by", db::to_string(result.held_by)}});
+          log::debug("claimed", {{"jobs", std::to_string(result.jobs.size())}, {"held_by", dispatcher::to_string(result.held_by)}});
           note_hold(result.held_by);
-          halted = result.held_by == db::Hold::halted;
-          if (result.held_by == db::Hold::credit || result.held_by == db::Hold::no_balance) {
+          halted = result.held_by == dispatcher::Hold::halted;
+          if (result.held_by == dispatcher::Hold::credit || result.held_by == dispatcher::Hold::no_balance) {
             credit_poke = true;
             credit_timer.cancel();
           }
@@ -239,9 +239,9 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
     }
   }
 
-  awaitable<void> submit(db::ClaimedJob job) {
+  awaitable<void> submit(dispatcher::ClaimedJob job) {
     auto self = shared_from_this();
-    // The row's pinned webhookUrl, which may be another instance's (see db::ClaimedJob).
+    // The row's pinned webhookUrl, which may be another instance's (see dispatcher::ClaimedJob).
     auto job_endpoint = endpoint();
     job_endpoint.webhook_url = job.webhook_url;
     auto request = api::build_submit(job.spec, job_endpoint);
@@ -266,7 +266,7 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
                                   {"status", std::to_string(outcome.http_status)},
                                   {"message", outcome.message}});
     }
-    to_record.push_back(db::SubmitInput{std::move(job), std::move(outcome), observation, unit_random()});
+    to_record.push_back(dispatcher::SubmitInput{std::move(job), std::move(outcome), observation, unit_random()});
     wake_recorders();  // a record loop writes it with whatever else has arrived
   }
 
@@ -283,13 +283,13 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
         continue;
       }
       const auto take = static_cast<std::ptrdiff_t>(alone > 0 ? 1 : std::min<std::size_t>(to_record.size(), 1000));
-      auto group = std::make_shared<std::vector<db::SubmitInput>>(std::make_move_iterator(to_record.begin()),
+      auto group = std::make_shared<std::vector<dispatcher::SubmitInput>>(std::make_move_iterator(to_record.begin()),
                                                                   std::make_move_iterator(to_record.begin() + take));
       to_record.erase(to_record.begin(), to_record.begin() + take);
       try {
         auto settings = options.queue;
         auto records = co_await pool.run([settings, group](pqxx::connection& c) {
-          return db::record_submits(c, settings, *group);
+          return dispatcher::record_submits(c, settings, *group);
         });
         note_database(true, "record_submit");
         failures = 0;
@@ -318,7 +318,7 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
     }
   }
 
-  void recorded(const db::SubmitInput& input, const db::SubmitRecord& record) {
+  void recorded(const dispatcher::SubmitInput& input, const dispatcher::SubmitRecord& record) {
     const auto& [job, outcome, observation, r] = input;
     if (outcome.outcome == api::OutcomeClass::accepted && !record.new_state.empty()) {
       metrics.credit_spent().Increment(static_cast<double>(outcome.credit_cost.value_or(job.expected_cost)));
@@ -339,7 +339,7 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
         auto settings = options.queue;
         const std::int64_t wanted = std::max(1, std::min(50, options.max_in_flight - in_flight));
         auto claim = co_await pool.run([settings, wanted](pqxx::connection& c) {
-          return db::claim_polls(c, settings, wanted);
+          return dispatcher::claim_polls(c, settings, wanted);
         });
         note_database(true, "claim_polls");
         if (claim.newly_stuck > 0) {
@@ -357,7 +357,7 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
     }
   }
 
-  awaitable<void> poll(db::PollJob job) {
+  awaitable<void> poll(dispatcher::PollJob job) {
     auto self = shared_from_this();
     auto result = co_await api.request(api::build_status(job.remote_id, endpoint()));
     metrics.api_request_duration(ops::ApiCall::poll).Observe(std::chrono::duration<double>(result.elapsed).count());
@@ -368,15 +368,15 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
       auto settings = options.queue;
       auto outcome = status.outcome;
       co_await pool.run([settings, outcome, observation](pqxx::connection& c) {
-        db::record_response(c, settings, outcome, observation);
+        dispatcher::record_response(c, settings, outcome, observation);
       });
       if (status.outcome.outcome == api::OutcomeClass::accepted && status.terminal) {
-        db::Completion completion{job.remote_id, status.status, status.url, status.metadata_json,
+        api::Completion completion{job.remote_id, status.status, status.url, status.metadata_json,
                                   status.error};
         auto applied = co_await pool.run([settings, completion](pqxx::connection& c) {
-          return db::apply_completion(c, settings, completion);
+          return dispatcher::apply_completion(c, settings, completion);
         });
-        if (applied.result == db::CompletionResult::applied) {
+        if (applied.result == dispatcher::CompletionResult::applied) {
           if (applied.submit_to_complete_seconds) metrics.submit_to_complete().Observe(*applied.submit_to_complete_seconds);
           log::debug("completed_by_poll", {{"job", std::to_string(applied.job_id)}, {"status", status.status}});
           wake();
@@ -556,7 +556,7 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
       std::chrono::steady_clock::duration wait = options.credits_refresh;
       try {
         auto settings = options.queue;
-        auto token = co_await pool.run([settings](pqxx::connection& c) { return db::take_request_token(c, settings); });
+        auto token = co_await pool.run([settings](pqxx::connection& c) { return dispatcher::take_request_token(c, settings); });
         if (token) {
           wait = until(*token, options.credits_refresh);
         } else {
@@ -568,11 +568,11 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
           auto observation = observation_of(result);
           auto outcome = balance.outcome;
           co_await pool.run([settings, outcome, observation](pqxx::connection& c) {
-            db::record_response(c, settings, outcome, observation);
+            dispatcher::record_response(c, settings, outcome, observation);
           });
           if (balance.balance) {
             auto value = *balance.balance;
-            co_await pool.run([settings, value](pqxx::connection& c) { db::set_balance(c, settings, value); });
+            co_await pool.run([settings, value](pqxx::connection& c) { dispatcher::set_balance(c, settings, value); });
             metrics.credit_balance().Set(static_cast<double>(value));
             const bool low = value < options.low_balance_warning;
             ops::Metrics::set_flag(metrics.low_balance(), low);
@@ -650,9 +650,9 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
       try {
         auto settings = options.queue;
         auto status = status_line();
-        boost::json::object status_json{{"hold", db::to_string(last_hold)}, {"in_flight_requests", in_flight}};
+        boost::json::object status_json{{"hold", dispatcher::to_string(last_hold)}, {"in_flight_requests", in_flight}};
         auto text = boost::json::serialize(status_json);
-        snapshot = co_await pool.run([settings, text](pqxx::connection& c) { return db::heartbeat(c, settings, text); });
+        snapshot = co_await pool.run([settings, text](pqxx::connection& c) { return dispatcher::heartbeat(c, settings, text); });
         note_database(true, "heartbeat");
         halted = snapshot.halted;
         if (!registered) {
@@ -706,7 +706,7 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
                        "/" + std::to_string(snapshot.limits.parallel_limit) + ", today " +
                        std::to_string(snapshot.limits.day_used) + "/" + std::to_string(snapshot.limits.day_limit);
     if (snapshot.balance) line += ", balance " + std::to_string(*snapshot.balance);
-    if (last_hold != db::Hold::none) line += ", held by " + std::string(db::to_string(last_hold));
+    if (last_hold != dispatcher::Hold::none) line += ", held by " + std::string(dispatcher::to_string(last_hold));
     if (!database_ok) line += ", DATABASE UNREACHABLE";
     return line;
   }
@@ -741,20 +741,20 @@ struct Engine::State : std::enable_shared_from_this<Engine::State> {
       auto settings = options.queue;
       auto completion = *decision.completion;
       auto applied = co_await pool.run([settings, completion](pqxx::connection& c) {
-        return db::apply_completion(c, settings, completion);
+        return dispatcher::apply_completion(c, settings, completion);
       });
       note_database(true, "webhook");
       switch (applied.result) {
-        case db::CompletionResult::applied:
+        case dispatcher::CompletionResult::applied:
           metrics.webhooks(ops::WebhookResult::accepted).Increment();
           if (applied.submit_to_complete_seconds) metrics.submit_to_complete().Observe(*applied.submit_to_complete_seconds);
           wake();  // the parallel slot is free now
           if (completion.status == "completed") wake_downloads();
           break;
-        case db::CompletionResult::duplicate:
+        case dispatcher::CompletionResult::duplicate:
           metrics.webhooks(ops::WebhookResult::duplicate).Increment();
           break;
-        case db::CompletionResult::unknown_stored:
+        case dispatcher::CompletionResult::unknown_stored:
           metrics.webhooks(ops::WebhookResult::unknown_job).Increment();
           log::info("webhook_for_unknown_job", {{"remote_id", completion.remote_id}});
           break;
@@ -812,7 +812,7 @@ awaitable<void> Engine::run() {
   auto& s = *state_;
   {
     auto settings = s.options.queue;
-    co_await s.pool.run([settings](pqxx::connection& c) { db::ensure_account(c, settings); });
+    co_await s.pool.run([settings](pqxx::connection& c) { dispatcher::ensure_account(c, settings); });
     s.database_ok = true;
   }
   s.spawn_loop(&State::listen_loop);
@@ -843,10 +843,10 @@ awaitable<void> Engine::run() {
     auto settings = s.options.queue;
     auto download_settings = s.download_settings();
     auto released = co_await s.pool.run([settings, download_settings](pqxx::connection& c) {
-      auto n = db::release_leases(c, settings);
+      auto n = dispatcher::release_leases(c, settings);
       // Downloads that did not report within the grace: due again, uncounted.
       db::release_downloads(c, download_settings, true);
-      db::remove_instance(c, settings);
+      dispatcher::remove_instance(c, settings);
       return n;
     });
     log::notice("stopped", {{"released_leases", std::to_string(released)}});
@@ -869,7 +869,7 @@ void Engine::reload(EngineOptions options) {
   if (key_changed) {
     auto settings = s.options.queue;
     asio::co_spawn(s.executor, [state = state_, settings]() -> awaitable<void> {
-      co_await state->pool.run([settings](pqxx::connection& c) { db::clear_halt(c, settings); });
+      co_await state->pool.run([settings](pqxx::connection& c) { dispatcher::clear_halt(c, settings); });
       log::notice("halt_cleared", {{"why", "API key changed"}});
       state->wake();
     }, asio::detached);
@@ -877,7 +877,7 @@ void Engine::reload(EngineOptions options) {
   {
     auto settings = s.options.queue;
     asio::co_spawn(s.executor, [state = state_, settings]() -> awaitable<void> {
-      co_await state->pool.run([settings](pqxx::connection& c) { db::ensure_account(c, settings); });
+      co_await state->pool.run([settings](pqxx::connection& c) { dispatcher::ensure_account(c, settings); });
       state->wake();
     }, asio::detached);
   }

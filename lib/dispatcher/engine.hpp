@@ -2,12 +2,12 @@
 // executor (the network thread), with every blocking database call on db::Pool.
 //
 //   claim loop    wakes on NOTIFY, on a freed slot or token, or on a slow safety timer;
-//                 claims what every limit and the credit gate allow (db::claim) and
+//                 claims what every limit and the credit gate allow (dispatcher::claim) and
 //                 starts one submit per row
 //   submit        one HTTP exchange per row; the outcome is classified once
 //   record loop   group commit: every outcome that arrived while the previous group was
 //                 being written is recorded, with the responses' rate-limit headers, in
-//                 one transaction (db::record_submits)
+//                 one transaction (dispatcher::record_submits)
 //   poll loop     status queries for jobs whose webhook is missing or late, within the
 //                 poll share of the request budget
 //   credit loop   the balance query at start, periodically, and soon after a credit hold
@@ -25,7 +25,7 @@
 #include "api/protocol.hpp"
 #include "config/config.hpp"
 #include "db/pool.hpp"
-#include "db/queue.hpp"
+#include "dispatcher/transactions.hpp"
 #include "http/client.hpp"
 #include "http/server.hpp"
 #include "ops/metrics.hpp"
@@ -53,7 +53,7 @@ struct OutputOptions {
 };
 
 struct EngineOptions {
-  db::QueueSettings queue;
+  dispatcher::QueueSettings queue;
   config::Protocol protocol = config::Protocol::graphql;
   config::Secret api_key;
   std::vector<config::Secret> webhook_secrets;

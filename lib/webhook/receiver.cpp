@@ -34,7 +34,7 @@ Decision decide(std::string_view method, std::string_view path, std::string_view
     auto v = object.if_contains(key);
     return v && v->is_string() ? std::string(v->as_string()) : std::string();
   };
-  db::Completion completion;
+  api::Completion completion;
   completion.remote_id = text("id");
   completion.status = text("status");
   if (completion.remote_id.empty() || completion.status.empty()) {

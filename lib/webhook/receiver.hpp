@@ -4,7 +4,7 @@
 #pragma once
 
 #include "config/config.hpp"
-#include "db/queue.hpp"
+#include "api/completion.hpp"
 
 #include <optional>
 #include <string>
@@ -26,7 +26,7 @@ struct Decision {
   Verdict verdict = Verdict::bad_request;
   unsigned http_status = 400;
   std::string reason;                  // for the response body and the log
-  std::optional<db::Completion> completion;
+  std::optional<api::Completion> completion;
 };
 
 Decision decide(std::string_view method, std::string_view path, std::string_view signature_header,

@@ -1,4 +1,4 @@
-#include "db/queue.hpp"
+#include "dispatcher/transactions.hpp"
 
 #include "credit/gate.hpp"
 
@@ -11,7 +11,7 @@
 #include <algorithm>
 #include <unordered_map>
 
-namespace klingq::db {
+namespace klingq::dispatcher {
 namespace json = boost::json;
 using ratelimit::AccountState;
 
@@ -799,4 +799,4 @@ void remove_instance(pqxx::connection& connection, const QueueSettings& settings
   tx.commit();
 }
 
-}  // namespace klingq::db
+}  // namespace klingq::dispatcher

@@ -1,8 +1,8 @@
-// lib/db/queue's transactions called directly on a real PostgreSQL: the claim charges the
+// lib/dispatcher/transactions called directly on a real PostgreSQL: the claim charges the
 // known balance, a group of submit outcomes is recorded in one transaction, and every
 // way a claimed row leaves `dispatching` without being sent gives its charge back.
 #include "db/migrations.hpp"
-#include "db/queue.hpp"
+#include "dispatcher/transactions.hpp"
 #include "support/pg_cluster.hpp"
 
 #include <doctest/doctest.h>
@@ -12,12 +12,13 @@
 
 using klingq::testing::PgCluster;
 namespace db = klingq::db;
+namespace dispatcher = klingq::dispatcher;
 namespace api = klingq::api;
 
 namespace {
 
-db::QueueSettings settings_for(const std::string& instance) {
-  db::QueueSettings s;
+dispatcher::QueueSettings settings_for(const std::string& instance) {
+  dispatcher::QueueSettings s;
   s.instance = instance;
   s.plan = {0, 0, 0};  // enterprise: no limits, only the credit gate decides
   s.retry_base = std::chrono::seconds(60);
@@ -66,25 +67,25 @@ TEST_CASE("a claim charges the known balance and a group of outcomes settles it 
   pqxx::connection c(PgCluster::shared().migrated_database());
   auto settings = settings_for("queue-test");
   const std::int64_t unit = settings.cost.standard_5;
-  db::ensure_account(c, settings);
-  db::set_balance(c, settings, 10000);
+  dispatcher::ensure_account(c, settings);
+  dispatcher::set_balance(c, settings, 10000);
   insert_jobs(c, 5);
 
-  auto claim = db::claim(c, settings, 5);
+  auto claim = dispatcher::claim(c, settings, 5);
   REQUIRE(claim.jobs.size() == 5);
   CHECK(balance(c) == 10000 - 5 * unit);
 
   // A webhook for the fifth job arrives before its submit is recorded: it waits in the inbox.
-  db::Completion early{"remote-5", "failed", "", "{}", "generation failed"};
-  CHECK(db::apply_completion(c, settings, early).result == db::CompletionResult::unknown_stored);
+  api::Completion early{"remote-5", "failed", "", "{}", "generation failed"};
+  CHECK(dispatcher::apply_completion(c, settings, early).result == dispatcher::CompletionResult::unknown_stored);
 
-  std::vector<db::SubmitInput> group;
+  std::vector<dispatcher::SubmitInput> group;
   group.push_back({claim.jobs[0], accepted("remote-1", unit), {}, 0.5});
   group.push_back({claim.jobs[1], accepted("remote-2", unit + 3), {}, 0.5});  // the API charged more
   group.push_back({claim.jobs[2], refused(api::OutcomeClass::invalid_job, 400), {}, 0.5});
   group.push_back({claim.jobs[3], refused(api::OutcomeClass::transient, 503), {}, 0.5});
   group.push_back({claim.jobs[4], accepted("remote-5", unit), {}, 0.5});
-  auto records = db::record_submits(c, settings, group);
+  auto records = dispatcher::record_submits(c, settings, group);
 
   REQUIRE(records.size() == 5);
   CHECK(records[0].new_state == "submitted");
@@ -107,7 +108,7 @@ TEST_CASE("a claim charges the known balance and a group of outcomes settles it 
   }
 
   // Recording the same group again (a retry after a lost commit reply) changes nothing.
-  auto again = db::record_submits(c, settings, group);
+  auto again = dispatcher::record_submits(c, settings, group);
   for (const auto& record : again) CHECK(record.new_state.empty());
   CHECK(balance(c) == 10000 - 2 * unit - 3);
 }
@@ -116,15 +117,15 @@ TEST_CASE("a refreshed balance leaves out unanswered claims - expired and releas
   pqxx::connection c(PgCluster::shared().migrated_database());
   auto settings = settings_for("queue-test-a");
   const std::int64_t unit = settings.cost.standard_5;
-  db::ensure_account(c, settings);
-  db::set_balance(c, settings, 1000);
+  dispatcher::ensure_account(c, settings);
+  dispatcher::set_balance(c, settings, 1000);
   insert_jobs(c, 4);
 
-  auto first = db::claim(c, settings, 2);
+  auto first = dispatcher::claim(c, settings, 2);
   REQUIRE(first.jobs.size() == 2);
   CHECK(balance(c) == 1000 - 2 * unit);
   // The API says 5000: the two rows on their way are not in it yet.
-  db::set_balance(c, settings, 5000);
+  dispatcher::set_balance(c, settings, 5000);
   CHECK(balance(c) == 5000 - 2 * unit);
 
   // The instance holding them dies; another reaps the expired leases and claims again.
@@ -134,19 +135,19 @@ TEST_CASE("a refreshed balance leaves out unanswered claims - expired and releas
     tx.commit();
   }
   auto other = settings_for("queue-test-b");
-  auto second = db::claim(c, other, 4);
+  auto second = dispatcher::claim(c, other, 4);
   CHECK(second.jobs.size() == 4);
   CHECK(balance(c) == 5000 - 4 * unit);
 
   // A 402 replaces the balance with the API's figure, less the other unanswered claims.
   api::Outcome no_credit = refused(api::OutcomeClass::no_credit, 402);
   no_credit.credits_available = 1000;
-  auto records = db::record_submits(c, other, {{second.jobs[0], no_credit, {}, 0.5}});
+  auto records = dispatcher::record_submits(c, other, {{second.jobs[0], no_credit, {}, 0.5}});
   CHECK(records[0].new_state == "queued");
   CHECK(balance(c) == 1000 - 3 * unit);
 
   // Shutdown releases the rest and gives their charge back.
-  CHECK(db::release_leases(c, other) == 3);
+  CHECK(dispatcher::release_leases(c, other) == 3);
   CHECK(balance(c) == 1000);
 }
 
@@ -160,11 +161,11 @@ TEST_CASE("a row keeps the webhookUrl of its first claim, whoever resubmits it")
   auto second_instance = settings_for("queue-test-second");
   second_instance.webhook_url = "http://second.example/klingq/webhook";
   auto no_webhooks = settings_for("queue-test-polling");
-  db::ensure_account(c, first_instance);
-  db::set_balance(c, first_instance, 100000);
+  dispatcher::ensure_account(c, first_instance);
+  dispatcher::set_balance(c, first_instance, 100000);
   insert_jobs(c, 1);
 
-  auto first = db::claim(c, first_instance, 1);
+  auto first = dispatcher::claim(c, first_instance, 1);
   REQUIRE(first.jobs.size() == 1);
   CHECK(first.jobs[0].webhook_url == first_instance.webhook_url);
   // The first claimer dies mid-request; the row comes back to another instance.
@@ -173,18 +174,18 @@ TEST_CASE("a row keeps the webhookUrl of its first claim, whoever resubmits it")
     tx.exec("UPDATE klingq.jobs SET lease_expires_at = now() - interval '1 second' WHERE state = 'dispatching'");
     tx.commit();
   }
-  auto second = db::claim(c, second_instance, 1);
+  auto second = dispatcher::claim(c, second_instance, 1);
   REQUIRE(second.jobs.size() == 1);
   CHECK(second.jobs[0].spec.idempotency_key == first.jobs[0].spec.idempotency_key);
   CHECK(second.jobs[0].webhook_url == first_instance.webhook_url);
 
   // A row first claimed by an instance without webhooks stays without one.
   insert_jobs(c, 1);
-  auto polled = db::claim(c, no_webhooks, 1);
+  auto polled = dispatcher::claim(c, no_webhooks, 1);
   REQUIRE(polled.jobs.size() == 1);
   CHECK(polled.jobs[0].webhook_url == "");
-  CHECK(db::release_leases(c, no_webhooks) == 1);
-  auto again = db::claim(c, second_instance, 1);
+  CHECK(dispatcher::release_leases(c, no_webhooks) == 1);
+  auto again = dispatcher::claim(c, second_instance, 1);
   REQUIRE(again.jobs.size() == 1);
   CHECK(again.jobs[0].webhook_url == "");
 }
@@ -198,20 +199,20 @@ TEST_CASE("a row whose answer was lost is counted against the day once, a releas
   settings.plan = {0, 0, 10};  // ten jobs a day, nothing else limited
   auto other = settings_for("queue-test-day-b");
   other.plan = settings.plan;
-  db::ensure_account(c, settings);
-  db::set_balance(c, settings, 100000);
+  dispatcher::ensure_account(c, settings);
+  dispatcher::set_balance(c, settings, 100000);
   insert_jobs(c, 4);
   auto day_used = [&] {
     pqxx::read_transaction tx(c);
     return tx.exec1("SELECT day_used FROM klingq.account WHERE name = 'default'")[0].as<std::int64_t>();
   };
 
-  auto first = db::claim(c, settings, 3);
+  auto first = dispatcher::claim(c, settings, 3);
   REQUIRE(first.jobs.size() == 3);
   CHECK(day_used() == 3);
   // One answer is lost to a transient error, the instance dies holding the other two.
   api::Outcome lost = refused(api::OutcomeClass::transient, 0);
-  auto records = db::record_submits(c, settings, {{first.jobs[0], lost, {}, 0.0}});
+  auto records = dispatcher::record_submits(c, settings, {{first.jobs[0], lost, {}, 0.0}});
   CHECK(records[0].new_state == "queued");
   CHECK(day_used() == 3);
   {
@@ -221,13 +222,13 @@ TEST_CASE("a row whose answer was lost is counted against the day once, a releas
     tx.commit();
   }
   // All three come back with the fourth, which is the only new job of the day.
-  auto again = db::claim(c, other, 4);
+  auto again = dispatcher::claim(c, other, 4);
   CHECK(again.jobs.size() == 4);
   CHECK(day_used() == 4);
   // Released unsent at shutdown: none of the four was sent by this claim.
-  CHECK(db::release_leases(c, other) == 4);
+  CHECK(dispatcher::release_leases(c, other) == 4);
   CHECK(day_used() == 0);
-  auto last = db::claim(c, settings, 4);
+  auto last = dispatcher::claim(c, settings, 4);
   CHECK(last.jobs.size() == 4);
   CHECK(day_used() == 4);
 }

@@ -7,6 +7,7 @@
 // hold across several instances.
 #pragma once
 
+#include "api/completion.hpp"
 #include "api/protocol.hpp"
 #include "config/config.hpp"
 #include "ratelimit/limiter.hpp"
@@ -19,7 +20,7 @@
 #include <string>
 #include <vector>
 
-namespace klingq::db {
+namespace klingq::dispatcher {
 
 // Options every transaction needs, derived from the config once.
 struct QueueSettings {
@@ -116,14 +117,8 @@ struct PollClaim {
 PollClaim claim_polls(pqxx::connection& connection, const QueueSettings& settings,
                       std::int64_t wanted);
 
-// A terminal status from a webhook or a poll.
-struct Completion {
-  std::string remote_id;
-  std::string status;  // completed | failed
-  std::string url;
-  std::string metadata_json = "{}";
-  std::string error;
-};
+// A terminal status from a webhook or a poll: api::Completion (api/completion.hpp).
+using api::Completion;
 enum class CompletionResult { applied, duplicate, unknown_stored };
 struct CompletionOutcome {
   CompletionResult result = CompletionResult::unknown_stored;
@@ -158,4 +153,4 @@ Snapshot heartbeat(pqxx::connection& connection, const QueueSettings& settings,
                    const std::string& status_json);
 void remove_instance(pqxx::connection& connection, const QueueSettings& settings);
 
-}  // namespace klingq::db
+}  // namespace klingq::dispatcher
