@@ -31,7 +31,7 @@
 // Metrics object lives; Metrics is neither copyable nor movable for that reason.
 #pragma once
 
-#include "api/protocol.hpp"
+#include "api/outcome.hpp"
 #include "ratelimit/headers.hpp"
 
 #include <prometheus/counter.h>
