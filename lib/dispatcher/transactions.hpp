@@ -1,10 +1,10 @@
-// Every statement klingqd runs against its schema, one function per transaction.
-// Each takes a connection and plain values and returns plain values, so the dispatcher
-// and completion services hold no SQL and the tests can call these directly on a real
-// database. Limiter and credit decisions come from lib/ratelimit and lib/credit; this
-// module loads their state from the klingq.account row under a row lock, applies the
-// decision and writes it back in the same transaction: that is what makes the limits
-// hold across several instances.
+// Every transaction klingqd runs against its schema, one function each. A transaction
+// locks what it needs, runs typed statements of lib/db, asks the pure decisions
+// (ratelimit's limiter, credit's gate, transition.hpp) what to do, writes that back and
+// commits. The limiter and credit state live in the klingq.account row, locked by the
+// transactions that use it: that is what makes the limits hold across several
+// instances. The services call these through db::Pool; tests call them directly on a
+// real database.
 #pragma once
 
 #include "api/completion.hpp"

@@ -232,3 +232,22 @@ TEST_CASE("a row whose answer was lost is counted against the day once, a releas
   CHECK(last.jobs.size() == 4);
   CHECK(day_used() == 4);
 }
+
+TEST_CASE("with webhooks on, an accepted job's first poll is due after first_after + grace, not twice that") {
+  // The bug: options_from adds poll.webhook_grace_seconds to first_poll, and the record
+  // of the submit doubled the sum again: 360 s instead of the documented 180 s.
+  pqxx::connection c(PgCluster::shared().migrated_database());
+  auto settings = settings_for("first-poll-test");
+  settings.webhook_url = "https://hooks.example/klingq";
+  settings.first_poll = std::chrono::seconds(180);  // 60 s first_after + 120 s grace
+  dispatcher::ensure_account(c, settings);
+  dispatcher::set_balance(c, settings, 10000);
+  insert_jobs(c, 1);
+  auto claim = dispatcher::claim(c, settings, 1);
+  REQUIRE(claim.jobs.size() == 1);
+  auto records = dispatcher::record_submits(c, settings, {{claim.jobs[0], accepted("remote-poll", 100), {}, 0.5}});
+  REQUIRE(records[0].new_state == "submitted");
+  pqxx::read_transaction tx(c);
+  CHECK(tx.exec1("SELECT extract(epoch FROM next_poll_at - submitted_at)::float8 FROM klingq.jobs")[0].as<double>() ==
+        doctest::Approx(180.0));
+}

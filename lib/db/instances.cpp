@@ -1,0 +1,42 @@
+// See instances.hpp.
+#include "db/instances.hpp"
+
+#include "db/sql_statements.hpp"
+#include "db/statement.hpp"
+
+namespace klingq::db {
+using namespace detail;
+
+void instances::upsert(pqxx::transaction_base& tx, const std::string& id, const std::string& host, int pid,
+                       const std::string& version, const std::string& status_json) {
+  exec(tx, sql::instances_upsert, id, host, pid, version, status_json);
+}
+
+void instances::remove(pqxx::transaction_base& tx, const std::string& id) { exec(tx, sql::instances_delete, id); }
+
+std::int64_t instances::count_live(pqxx::transaction_base& tx) {
+  return exec1(tx, sql::instances_count_live)[0].as<long long>();
+}
+
+void job_counts::fold(pqxx::transaction_base& tx) { exec(tx, sql::job_counts_fold); }
+
+std::vector<std::pair<std::string, std::int64_t>> job_counts::by_state(pqxx::transaction_base& tx) {
+  std::vector<std::pair<std::string, std::int64_t>> out;
+  for (const auto& row : exec(tx, sql::job_counts_by_state)) {
+    out.emplace_back(row[0].as<std::string>(), row[1].as<long long>());
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, std::int64_t>> batches::budgets_remaining(pqxx::transaction_base& tx,
+                                                                             const Prices& p) {
+  std::vector<std::pair<std::string, std::int64_t>> out;
+  for (const auto& row : exec(tx, sql::batch_budgets_remaining, static_cast<long long>(p.standard_5),
+                              static_cast<long long>(p.standard_10), static_cast<long long>(p.professional_5),
+                              static_cast<long long>(p.professional_10))) {
+    out.emplace_back(row[0].as<std::string>(), row[1].as<long long>());
+  }
+  return out;
+}
+
+}  // namespace klingq::db

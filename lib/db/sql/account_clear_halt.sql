@@ -1,0 +1,1 @@
+UPDATE klingq.account SET halted_reason = NULL, halted_at = NULL WHERE name = $1

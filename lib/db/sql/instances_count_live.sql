@@ -1,0 +1,1 @@
+SELECT count(*) FROM klingq.instances WHERE heartbeat_at > now() - interval '30 seconds'

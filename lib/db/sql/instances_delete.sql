@@ -1,0 +1,1 @@
+DELETE FROM klingq.instances WHERE id = $1

@@ -1,0 +1,1 @@
+SELECT state::text FROM klingq.jobs WHERE remote_id = $1

@@ -1,0 +1,3 @@
+-- One more poll of job $1 is being sent; the next is due in $2 seconds.
+UPDATE klingq.jobs SET polls = polls + 1, next_poll_at = now() + make_interval(secs => $2)
+WHERE id = $1
