@@ -4,7 +4,7 @@
 // {"errors":[{"message":..., "extensions":{"code":..., ...}}]}.
 #include "sim/api.hpp"
 
-#include "webhook/signature.hpp"
+#include "sim/signature.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -744,7 +744,7 @@ std::vector<WebhookDelivery> Api::take_webhooks(TimePoint real_now) {
     d.job_id = job->id;
     d.url = job->params.webhook_url;
     d.body = json::serialize(webhook_json(*job));
-    d.signature = webhook::sign(webhook_secret_.reveal(), d.body);
+    d.signature = webhook_signature(webhook_secret_.reveal(), d.body);
     d.faults = faults;
     if (faults.delay) d.delay = std::chrono::milliseconds(account_.settings().webhook_faults.delay_ms);
     out.push_back(std::move(d));

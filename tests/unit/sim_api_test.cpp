@@ -3,6 +3,7 @@
 // webhooks and their signatures.
 #include "sim/api.hpp"
 
+// klingq's own signer, written apart from the simulator's: the two must agree.
 #include "webhook/signature.hpp"
 
 #include <boost/json/parse.hpp>
