@@ -12,8 +12,6 @@
 using namespace klingq::sim;
 using namespace std::chrono_literals;
 namespace json = boost::json;
-using klingq::config::Plan;
-using klingq::config::Secret;
 
 namespace {
 
