@@ -78,7 +78,7 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   log::notice("sim_started",
               {{"address", address + ":" + std::to_string(bound.port())},
-               {"plan", config::to_string(options.settings.plan)},
+               {"plan", sim::to_string(options.settings.plan)},
                {"time_scale", std::to_string(options.time_scale)},
                {"credits", std::to_string(options.settings.credits)}});
   io.run();

@@ -31,7 +31,6 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <charconv>
 #include <cstdint>
 #include <exception>
 #include <mutex>
@@ -69,15 +68,21 @@ struct ConnectionEntry {
 // Everything the coroutines share. It lives at namespace scope (Server::State is private
 // and merely derives from it) so that the free coroutine functions below can name it.
 struct ServerState {
-  ServerState(asio::any_io_executor executor_in, ServerOptions options_in, Handler handler_in)
+  ServerState(asio::any_io_executor executor_in, ServerOptions options_in, Handler handler_in,
+              ReplyHandler reply_handler_in)
       : executor(std::move(executor_in)),
         options(options_in),
         handler(std::move(handler_in)),
+        reply_handler(std::move(reply_handler_in)),
         acceptor(executor) {}
 
   asio::any_io_executor executor;
   ServerOptions options;
+  // Exactly one of the two is set, by the constructor the owner chose. Two members
+  // rather than one wrapped in the other: wrapping would cost every request of the
+  // ordinary handlers one more coroutine frame.
   Handler handler;
+  ReplyHandler reply_handler;
   tcp::acceptor acceptor;
   // Set once by stop(); connections check it before waiting for another request.
   bool stopping = false;
@@ -179,21 +184,29 @@ asio::awaitable<void> reject(ServerState& state, beast::tcp_stream& stream, unsi
   co_await linger_close(stream, std::min(state.options.read_timeout, max_linger));
 }
 
-// The handler's response, or a 500 when it throws. The exception text goes to our log
+// The handler's reply, or a 500 when it throws. The exception text goes to our log
 // only: it can hold internals (SQL, paths) that a client must not see.
-asio::awaitable<Response> call_handler(ServerState& state, Request request) {
+asio::awaitable<Reply> call_handler(ServerState& state, Request request) {
   std::string method(request.method_string());
   std::string target(request.target().substr(0, request.target().find('?')));
   std::string failure;
   try {
-    co_return co_await state.handler(std::move(request));
+    if (state.reply_handler) co_return co_await state.reply_handler(std::move(request));
+    co_return Reply{co_await state.handler(std::move(request))};
   } catch (const std::exception& e) {
     failure = e.what();
   } catch (...) {
     failure = "unknown exception";
   }
   log::error("http_handler_failed", {{"method", method}, {"target", target}, {"error", failure}});
-  co_return make_response(500, R"({"error":"internal"})");
+  co_return Reply{make_response(500, R"({"error":"internal"})")};
+}
+
+// Makes the close that follows send RST instead of FIN: what a peer sees when the
+// host at the other end crashed or a middlebox cut the connection.
+void reset_on_close(beast::tcp_stream& stream) {
+  error_code ignored;
+  stream.socket().set_option(asio::socket_base::linger(true, 0), ignored);
 }
 
 asio::awaitable<void> serve_connection(std::shared_ptr<ServerState> state,
@@ -248,26 +261,21 @@ asio::awaitable<void> serve_connection(std::shared_ptr<ServerState> state,
     Request request = parser.release();
     bool keep_alive = request.keep_alive();
     unsigned version = request.version();
-    Response response = co_await call_handler(*state, std::move(request));
-    if (response.find(close_without_response_header) != response.end()) {
-      // Fault injection for klingq-sim (connection reset before/after acting on the
-      // request): drop the connection with an RST and write nothing.
+    Reply reply = co_await call_handler(*state, std::move(request));
+    Response& response = reply.response;
+    if (reply.delivery == Delivery::reset) {
+      // Nothing written; the close after the loop resets the connection.
       state->set_busy(id, false);
-      error_code ignored;
-      stream->socket().set_option(asio::socket_base::linger(true, 0), ignored);
+      reset_on_close(*stream);
       break;
     }
-    if (auto truncate = response.find(truncate_body_header); truncate != response.end()) {
-      // Fault injection for klingq-sim: the header promises the whole body, the wire
-      // carries part of it, and an RST ends the connection mid-body.
-      std::size_t keep = 0;
-      auto value = truncate->value();
-      std::from_chars(value.data(), value.data() + value.size(), keep);
-      response.erase(truncate);
+    if (reply.delivery == Delivery::reset_mid_body) {
+      // The header promises the whole body, the wire carries part of it, and a reset
+      // ends the connection mid-body: the peer sees a short read, not a clean close.
       response.version(version);
       response.keep_alive(false);
       response.prepare_payload();
-      keep = std::min(keep, response.body().size());
+      auto keep = std::min(reply.body_bytes_before_reset, response.body().size());
       stream->expires_after(options.write_timeout);
       bhttp::response_serializer<bhttp::string_body> serializer(response);
       auto [header_error, header_bytes] = co_await bhttp::async_write_header(*stream, serializer, as_result);
@@ -275,8 +283,7 @@ asio::awaitable<void> serve_connection(std::shared_ptr<ServerState> state,
         co_await asio::async_write(*stream, asio::buffer(response.body().data(), keep), as_result);
       }
       state->set_busy(id, false);
-      error_code ignored;
-      stream->socket().set_option(asio::socket_base::linger(true, 0), ignored);
+      reset_on_close(*stream);
       break;
     }
     response.version(version);
@@ -341,7 +348,10 @@ asio::awaitable<void> accept_loop(std::shared_ptr<ServerState> state) {
 }  // namespace
 
 Server::Server(asio::any_io_executor executor, ServerOptions options, Handler handler)
-    : state_(std::make_shared<State>(std::move(executor), options, std::move(handler))) {}
+    : state_(std::make_shared<State>(std::move(executor), options, std::move(handler), nullptr)) {}
+
+Server::Server(asio::any_io_executor executor, ServerOptions options, ReplyHandler handler)
+    : state_(std::make_shared<State>(std::move(executor), options, nullptr, std::move(handler))) {}
 
 Server::~Server() {
   // The coroutines may outlive this object (they share State); without a stop they

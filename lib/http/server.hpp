@@ -1,7 +1,8 @@
 // A small HTTP/1.1 server on Boost.Beast, shared by the webhook receiver, the
 // metrics/health endpoint and klingq-sim. One coroutine per connection; every read and
 // write has a deadline; every request body has a size limit; the request handler is a
-// plain coroutine `Request -> Response` that knows nothing about sockets.
+// plain coroutine `Request -> Response` (or `Request -> Reply`, to choose how the
+// response is delivered) that knows nothing about sockets.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -25,13 +26,26 @@ using Response = boost::beast::http::response<boost::beast::http::string_body>;
 // server's executor; keep-alive and Content-Length are handled by the server.
 using Handler = std::function<boost::asio::awaitable<Response>(Request)>;
 
-// A handler that sets this header on its Response gets the connection reset (RST)
-// instead of the response written: klingq-sim's "connection reset" faults use it.
-inline constexpr std::string_view close_without_response_header = "X-Close-Without-Response";
-// A handler that sets this header (value: a byte count N) gets its response written
-// with the full body's Content-Length but only the first N bytes of the body, then the
-// connection reset: klingq-sim's "download cut short" fault uses it.
-inline constexpr std::string_view truncate_body_header = "X-Truncate-Body-At";
+// How the server puts a handler's response on the wire. Every ordinary handler wants
+// `write`. The other two make this server behave like a peer that breaks mid-exchange,
+// which a test double needs so that its clients' recovery can be tested over real TCP.
+// Both end the connection with a reset (RST, as from a crashed host), not a FIN.
+enum class Delivery {
+  write,           // the response, then keep-alive or close as the exchange allows
+  reset,           // nothing at all: the connection is reset instead of answered
+  reset_mid_body,  // the status line and headers with the whole body's Content-Length,
+                   // then only Reply::body_bytes_before_reset bytes of it, then a reset
+};
+
+// A response and how to deliver it; what a ReplyHandler returns.
+struct Reply {
+  Response response;
+  Delivery delivery = Delivery::write;
+  std::size_t body_bytes_before_reset = 0;  // reset_mid_body only; at most the body's size
+};
+
+// A Handler that also chooses the Delivery.
+using ReplyHandler = std::function<boost::asio::awaitable<Reply>(Request)>;
 
 struct ServerOptions {
   std::size_t body_limit = 1024 * 1024;            // larger bodies get 413
@@ -44,6 +58,7 @@ struct ServerOptions {
 class Server {
  public:
   Server(boost::asio::any_io_executor executor, ServerOptions options, Handler handler);
+  Server(boost::asio::any_io_executor executor, ServerOptions options, ReplyHandler handler);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;

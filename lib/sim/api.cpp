@@ -4,7 +4,7 @@
 // {"errors":[{"message":..., "extensions":{"code":..., ...}}]}.
 #include "sim/api.hpp"
 
-#include "webhook/signature.hpp"
+#include "sim/signature.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -176,20 +176,13 @@ json::object data(const std::string& key, json::value value) {
   return json::object{{"data", std::move(d)}};
 }
 
-std::optional<config::Plan> parse_plan(std::string_view name) {
-  for (auto plan : {config::Plan::free, config::Plan::starter, config::Plan::pro, config::Plan::enterprise}) {
-    if (name == config::to_string(plan)) return plan;
-  }
-  return std::nullopt;
-}
-
 json::value limit_json(const std::optional<std::int64_t>& v) { return v ? json::value(*v) : json::value(); }
 
 json::object config_json(const Account& account) {
   const auto& s = account.settings();
   auto limits = s.limits();
   json::object o;
-  o["plan"] = config::to_string(s.plan);
+  o["plan"] = to_string(s.plan);
   o["rpm"] = limit_json(s.rpm);
   o["parallel"] = limit_json(s.parallel);
   o["daily"] = limit_json(s.daily);
@@ -380,7 +373,7 @@ std::string ApiReply::header(std::string_view name) const {
   return "";
 }
 
-Api::Api(Settings settings, config::Secret api_key, config::Secret webhook_secret, double time_scale,
+Api::Api(Settings settings, Secret api_key, Secret webhook_secret, double time_scale,
          TimePoint real_start, std::optional<TimePoint> clock_start)
     : initial_settings_(settings),
       api_key_(std::move(api_key)),
@@ -744,7 +737,7 @@ std::vector<WebhookDelivery> Api::take_webhooks(TimePoint real_now) {
     d.job_id = job->id;
     d.url = job->params.webhook_url;
     d.body = json::serialize(webhook_json(*job));
-    d.signature = webhook::sign(webhook_secret_.reveal(), d.body);
+    d.signature = webhook_signature(webhook_secret_.reveal(), d.body);
     d.faults = faults;
     if (faults.delay) d.delay = std::chrono::milliseconds(account_.settings().webhook_faults.delay_ms);
     out.push_back(std::move(d));

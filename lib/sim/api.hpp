@@ -7,9 +7,9 @@
 // class hands it. Unit tests drive it with a fake clock and no socket.
 #pragma once
 
-#include "config/config.hpp"
 #include "sim/clock.hpp"
 #include "sim/graphql.hpp"
+#include "sim/secret.hpp"
 #include "sim/state.hpp"
 
 #include <chrono>
@@ -61,7 +61,7 @@ class Api {
  public:
   // real_start is the real instant of start-up; the simulated clock reads
   // clock_start (default: real_start) then and runs time_scale times faster.
-  Api(Settings settings, config::Secret api_key, config::Secret webhook_secret, double time_scale,
+  Api(Settings settings, Secret api_key, Secret webhook_secret, double time_scale,
       TimePoint real_start, std::optional<TimePoint> clock_start = std::nullopt);
 
   ApiReply handle(const ApiRequest& request, TimePoint real_now);
@@ -95,8 +95,8 @@ class Api {
   void add_rate_headers(ApiReply& reply, TimePoint now);
 
   Settings initial_settings_;  // what /_sim/reset restores
-  config::Secret api_key_;
-  config::Secret webhook_secret_;
+  Secret api_key_;
+  Secret webhook_secret_;
   TimeScale scale_;
   Account account_;
 };

@@ -243,7 +243,7 @@ ParseResult parse_rest_body(const json::value& body) {
   return validate("prompt", in, std::move(options));
 }
 
-std::int64_t credit_cost(const GenerateParams& params, const config::CostTable& table) {
+std::int64_t credit_cost(const GenerateParams& params, const CostTable& table) {
   if (params.professional()) return params.duration == 10 ? table.professional_10 : table.professional_5;
   return params.duration == 10 ? table.standard_10 : table.standard_5;
 }

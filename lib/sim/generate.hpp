@@ -6,7 +6,7 @@
 // parameter out.
 #pragma once
 
-#include "config/config.hpp"
+#include "sim/provider.hpp"
 
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
@@ -49,8 +49,8 @@ ParseResult parse_graphql_input(const boost::json::value& input);
 // options?, webhookUrl?}.
 ParseResult parse_rest_body(const boost::json::value& body);
 
-// The cost table of API.md (configurable in the simulator, like in the daemon).
-std::int64_t credit_cost(const GenerateParams& params, const config::CostTable& table);
+// What the job costs under the provider's price table (provider.hpp).
+std::int64_t credit_cost(const GenerateParams& params, const CostTable& table);
 
 // Number of Unicode code points in UTF-8 text (the prompt limit counts characters).
 std::size_t utf8_length(std::string_view text);

@@ -84,16 +84,14 @@ Options parse_options(const std::vector<std::string>& args, const char* env_api_
   std::string api_key_file;
   const std::map<std::string, Setter> setters{
       {"--listen", [&](auto&, const std::string& v) { o.listen = v; }},
-      {"--api-key", [&](auto&, const std::string& v) { o.api_key = config::Secret(v); }},
+      {"--api-key", [&](auto&, const std::string& v) { o.api_key = Secret(v); }},
       {"--api-key-file", [&](auto&, const std::string& v) { api_key_file = v; }},
-      {"--webhook-secret", [&](auto&, const std::string& v) { o.webhook_secret = config::Secret(v); }},
+      {"--webhook-secret", [&](auto&, const std::string& v) { o.webhook_secret = Secret(v); }},
       {"--plan",
        [&](const std::string& option, const std::string& v) {
-         if (v == "free") s.plan = config::Plan::free;
-         else if (v == "starter") s.plan = config::Plan::starter;
-         else if (v == "pro") s.plan = config::Plan::pro;
-         else if (v == "enterprise") s.plan = config::Plan::enterprise;
-         else throw UsageError(option + " must be free, starter, pro or enterprise");
+         auto plan = parse_plan(v);
+         if (!plan) throw UsageError(option + " must be free, starter, pro or enterprise");
+         s.plan = *plan;
        }},
       {"--rpm", limit(s.rpm)},
       {"--parallel", limit(s.parallel)},
@@ -168,9 +166,9 @@ Options parse_options(const std::vector<std::string>& args, const char* env_api_
     if (!in) throw UsageError("--api-key-file: cannot read " + api_key_file);
     std::stringstream buffer;
     buffer << in.rdbuf();
-    o.api_key = config::Secret(trimmed(buffer.str()));
+    o.api_key = Secret(trimmed(buffer.str()));
   }
-  if (o.api_key.empty() && env_api_key) o.api_key = config::Secret(env_api_key);
+  if (o.api_key.empty() && env_api_key) o.api_key = Secret(env_api_key);
   if (o.api_key.empty()) throw UsageError("--api-key (or --api-key-file, or $KLINGQ_SIM_API_KEY) is required");
   if (!(o.time_scale > 0)) throw UsageError("--time-scale must be > 0");
   try {

@@ -14,8 +14,8 @@
 // it need not appear in a process listing; it is never printed.
 #pragma once
 
-#include "config/config.hpp"
 #include "sim/clock.hpp"
+#include "sim/secret.hpp"
 #include "sim/state.hpp"
 
 #include <optional>
@@ -27,8 +27,8 @@ namespace klingq::sim {
 
 struct Options {
   std::string listen = "127.0.0.1:8080";  // host:port; port 0 picks a free one
-  config::Secret api_key;                 // required
-  config::Secret webhook_secret;          // signs webhooks; empty signs with ""
+  Secret api_key;                         // required
+  Secret webhook_secret;                  // signs webhooks; empty signs with ""
   double time_scale = 1.0;                // simulated seconds per real second
   std::optional<TimePoint> clock_start;   // simulated start instant; default: now
   std::string log_level = "notice";

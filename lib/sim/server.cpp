@@ -1,6 +1,10 @@
 // klingq-sim's I/O around the sans-io Api: see server.hpp. The only simulator file that
 // includes Beast's I/O headers (each such file costs ~12 s to compile).
 //
+// The Api decides which faults a reply carries (ApiReply::close_without_response,
+// truncate_body_at); this file turns them into the http::Server's neutral Delivery
+// instructions, so lib/http knows how to break a connection but not why.
+//
 // Webhooks go out through klingq::http::Client, one keep-alive pool per receiver origin.
 #include "sim/server.hpp"
 
@@ -90,7 +94,7 @@ struct Simulator::State : std::enable_shared_from_this<Simulator::State> {
   std::unordered_map<std::string, std::unique_ptr<http::Client>> webhook_clients;
   std::chrono::steady_clock::time_point held_since;
 
-  asio::awaitable<http::Response> handle(http::Request request) {
+  asio::awaitable<http::Reply> handle(http::Request request) {
     ApiRequest r;
     r.method = request.method_string();
     r.target = request.target();
@@ -104,11 +108,17 @@ struct Simulator::State : std::enable_shared_from_this<Simulator::State> {
       asio::steady_timer wait(executor, reply.delay);
       co_await wait.async_wait(as_result);
     }
-    auto response = http::make_response(reply.status, std::move(reply.body), reply.content_type);
-    for (auto& [name, value] : reply.headers) response.set(name, value);
-    if (reply.close_without_response) response.set(http::close_without_response_header, "1");
-    if (reply.truncate_body_at) response.set(http::truncate_body_header, std::to_string(*reply.truncate_body_at));
-    co_return response;
+    http::Reply out{http::make_response(reply.status, std::move(reply.body), reply.content_type)};
+    for (auto& [name, value] : reply.headers) out.response.set(name, value);
+    if (reply.close_without_response) {
+      // Reset before or after acting on the request: the client gets no answer at all.
+      out.delivery = http::Delivery::reset;
+    } else if (reply.truncate_body_at) {
+      // A download cut short: the whole length announced, part of the body sent.
+      out.delivery = http::Delivery::reset_mid_body;
+      out.body_bytes_before_reset = *reply.truncate_body_at;
+    }
+    co_return out;
   }
 
   // Jobs that finished become webhook deliveries, with their faults applied.
@@ -224,9 +234,9 @@ Simulator::Simulator(asio::any_io_executor executor, const Options& options)
     : state_(std::make_shared<State>(executor, options)) {
   std::weak_ptr<State> weak = state_;
   state_->server = std::make_unique<http::Server>(
-      executor, http::ServerOptions{}, [weak](http::Request request) -> asio::awaitable<http::Response> {
+      executor, http::ServerOptions{}, [weak](http::Request request) -> asio::awaitable<http::Reply> {
         auto state = weak.lock();
-        if (!state) co_return http::make_response(503, R"({"error":"shutting down"})");
+        if (!state) co_return http::Reply{http::make_response(503, R"({"error":"shutting down"})")};
         co_return co_await state->handle(std::move(request));
       });
 }

@@ -77,8 +77,8 @@ const char* to_string(Fault fault) {
   return "none";
 }
 
-config::PlanLimits Settings::limits() const {
-  auto result = config::plan_limits(plan);
+PlanLimits Settings::limits() const {
+  auto result = plan_limits(plan);
   if (rpm) result.rpm = *rpm;
   if (parallel) result.parallel = *parallel;
   if (daily) result.daily = *daily;

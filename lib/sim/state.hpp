@@ -15,9 +15,9 @@
 //   without a charge, a slot or a daily count; with another body it is a conflict.
 #pragma once
 
-#include "config/config.hpp"
 #include "sim/clock.hpp"
 #include "sim/generate.hpp"
+#include "sim/provider.hpp"
 
 #include <boost/json/object.hpp>
 
@@ -70,7 +70,7 @@ struct OutputSettings {
 
 // Everything the command line and /_sim/config set.
 struct Settings {
-  config::Plan plan = config::Plan::free;
+  Plan plan = Plan::free;
   std::optional<std::int64_t> rpm;       // overrides the plan's requests per window; 0 = unlimited
   std::optional<std::int64_t> parallel;  // overrides the plan's parallel jobs; 0 = unlimited
   std::optional<std::int64_t> daily;     // overrides the plan's jobs per day; 0 = unlimited
@@ -83,10 +83,10 @@ struct Settings {
   WebhookFaultRates webhook_faults;
   OutputSettings outputs;
   std::uint64_t seed = 1;                // every random decision derives from it
-  config::CostTable cost;
+  CostTable cost;                        // credits per video (provider.hpp)
 
   // The plan's limits with the overrides applied; 0 = unlimited.
-  config::PlanLimits limits() const;
+  PlanLimits limits() const;
   // Throws std::invalid_argument naming the setting (command-line spelling).
   void validate() const;
 };
@@ -127,7 +127,7 @@ using SubmitOutcome = std::variant<Submitted, ApiError>;
 
 // The state of each window, for the X-RateLimit-* headers. limit 0 = unlimited.
 struct Usage {
-  config::PlanLimits limits;
+  PlanLimits limits;
   std::int64_t window_used = 0;   // requests counted in the current request window
   TimePoint window_reset;         // end of the current request window (simulated)
   std::int64_t day_used = 0;      // jobs accepted since midnight

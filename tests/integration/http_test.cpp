@@ -1,6 +1,7 @@
 // The shared HTTP server and client over real TCP on 127.0.0.1 with port 0: round
 // trips, keep-alive reuse, the connection cap, deadlines, limits, malformed and slow
-// peers, shutdown, and the retry of a stale pooled connection. Raw sockets stand in
+// peers, a handler's Delivery (reset, reset mid-body), shutdown, and the retry of a
+// stale pooled connection. Raw sockets stand in
 // for misbehaving peers that the client would never imitate.
 //
 // Each test runs its io_context on the test thread until the test coroutine finishes
@@ -228,6 +229,65 @@ TEST_CASE("http server: a handler exception becomes 500 without its text") {
     CHECK(reply.rfind("HTTP/1.1 500 Internal Server Error\r\n", 0) == 0);
     CHECK(reply.find(R"({"error":"internal"})") != std::string::npos);
     CHECK(reply.find("secret") == std::string::npos);
+  }());
+}
+
+TEST_CASE("http server: a ReplyHandler can reset instead of answering, or reset mid-body") {
+  using klingq::http::Delivery;
+  using klingq::http::Reply;
+  asio::io_context io;
+  // /reset: no answer; /cut: 1000 bytes promised, 400 sent; anything else: written.
+  Server server(io.get_executor(), {}, [](Request request) -> asio::awaitable<Reply> {
+    Reply reply{klingq::http::make_response(200, std::string(1000, 'v'), "video/mp4")};
+    if (request.target() == "/reset") reply.delivery = Delivery::reset;
+    if (request.target() == "/cut") {
+      reply.delivery = Delivery::reset_mid_body;
+      reply.body_bytes_before_reset = 400;
+    }
+    co_return reply;
+  });
+  auto endpoint = server.listen("127.0.0.1:0");
+  server.start();
+  // Sends one request and reads until the connection ends; returns what arrived and how
+  // the connection ended.
+  auto exchange = [&](std::string target) -> asio::awaitable<std::pair<std::string, boost::system::error_code>> {
+    tcp::socket socket(co_await asio::this_coro::executor);
+    co_await socket.async_connect(endpoint, asio::use_awaitable);
+    std::string request = "GET " + target + " HTTP/1.1\r\nHost: x\r\n\r\n";
+    co_await asio::async_write(socket, asio::buffer(request), asio::use_awaitable);
+    std::string received;
+    auto [error, size] = co_await asio::async_read(socket, asio::dynamic_buffer(received), as_result);
+    co_return std::pair{received, error};
+  };
+  run_test(io, [&]() -> asio::awaitable<void> {
+    auto [nothing, reset_error] = co_await exchange("/reset");
+    CHECK(nothing.empty());
+    CHECK(reset_error == asio::error::connection_reset);
+
+    auto [part, cut_error] = co_await exchange("/cut");
+    CHECK(cut_error == asio::error::connection_reset);
+    CHECK(part.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+    CHECK(part.find("Content-Length: 1000\r\n") != std::string::npos);
+    auto body_start = part.find("\r\n\r\n");
+    REQUIRE(body_start != std::string::npos);
+    auto body = part.substr(body_start + 4);
+    // At most what the handler allowed (the reset may discard bytes still queued), and
+    // never the whole body the header promised.
+    CHECK(body.size() <= 400);
+    CHECK(body == std::string(body.size(), 'v'));
+
+    // The server is unharmed: an ordinary reply is written whole and, as the request
+    // asked, ends with a clean close (EOF), not a reset.
+    tcp::socket socket(co_await asio::this_coro::executor);
+    co_await socket.async_connect(endpoint, asio::use_awaitable);
+    std::string request = "GET /write HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    co_await asio::async_write(socket, asio::buffer(request), asio::use_awaitable);
+    std::string whole;
+    auto [write_error, size] = co_await asio::async_read(socket, asio::dynamic_buffer(whole), as_result);
+    CHECK(write_error == asio::error::eof);
+    CHECK(whole.find("Content-Length: 1000\r\n") != std::string::npos);
+    CHECK(whole.size() - whole.find("\r\n\r\n") - 4 == 1000);
+    CHECK(co_await eventually([&] { return server.connection_count() == 0; }));
   }());
 }
 

@@ -3,6 +3,7 @@
 // webhooks and their signatures.
 #include "sim/api.hpp"
 
+// klingq's own signer, written apart from the simulator's: the two must agree.
 #include "webhook/signature.hpp"
 
 #include <boost/json/parse.hpp>
@@ -11,8 +12,6 @@
 using namespace klingq::sim;
 using namespace std::chrono_literals;
 namespace json = boost::json;
-using klingq::config::Plan;
-using klingq::config::Secret;
 
 namespace {
 

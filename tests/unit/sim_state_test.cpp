@@ -8,7 +8,6 @@
 
 using namespace klingq::sim;
 using namespace std::chrono_literals;
-using klingq::config::Plan;
 
 namespace {
 
@@ -112,8 +111,28 @@ TEST_CASE("parallel counts accepted jobs until they are terminal") {
   CHECK(account.jobs_with(JobStatus::processing) == 3);
 }
 
+TEST_CASE("plan limits follow the table of API.md - enterprise's custom limits are none") {
+  CHECK(plan_limits(Plan::free).rpm == 10);
+  CHECK(plan_limits(Plan::free).parallel == 1);
+  CHECK(plan_limits(Plan::free).daily == 100);
+  CHECK(plan_limits(Plan::starter).rpm == 30);
+  CHECK(plan_limits(Plan::starter).parallel == 3);
+  CHECK(plan_limits(Plan::starter).daily == 1000);
+  CHECK(plan_limits(Plan::pro).rpm == 60);
+  CHECK(plan_limits(Plan::pro).parallel == 10);
+  CHECK(plan_limits(Plan::pro).daily == 10000);
+  CHECK(plan_limits(Plan::enterprise).rpm == 0);
+  CHECK(plan_limits(Plan::enterprise).parallel == 0);
+  CHECK(plan_limits(Plan::enterprise).daily == 0);
+  for (auto plan : {Plan::free, Plan::starter, Plan::pro, Plan::enterprise}) {
+    CHECK(parse_plan(to_string(plan)) == plan);
+  }
+  CHECK_FALSE(parse_plan("platinum"));
+  CHECK_FALSE(parse_plan("Free"));
+}
+
 TEST_CASE("credit costs follow the table of API.md") {
-  klingq::config::CostTable table;
+  CostTable table;
   CHECK(credit_cost(params("x", 5, "standard"), table) == 100);
   CHECK(credit_cost(params("x", 10, "standard"), table) == 200);
   CHECK(credit_cost(params("x", 5, "high"), table) == 300);
