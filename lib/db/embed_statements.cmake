@@ -1,16 +1,30 @@
-# Turns lib/db/sql/<noun>_<verb>.sql into one constant each in a generated header,
-# klingq::db::sql::<noun>_<verb>; run at build time. Only lib/db's own sources include it:
-# everything else calls the typed functions of lib/db.
+# Turns lib/db/sql/<noun>_<verb>.sql into the definitions of the constants that
+# lib/db/sql_statements.hpp declares, klingq::db::sql::<noun>_<verb>; run at build time.
+# The header and the folder must name the same statements: a file without a declaration,
+# or a declaration without a file, stops the build here with the name.
+cmake_policy(SET CMP0057 NEW)  # if(... IN_LIST ...)
 file(GLOB files ${SQL_DIR}/*.sql)
 list(SORT files)
-set(out "// Generated from lib/db/sql/*.sql by lib/db/embed_statements.cmake. Do not edit.\n#pragma once\nnamespace klingq::db::sql {\n")
+file(STRINGS ${HEADER} declared REGEX "^extern const char\\* const [a-z_0-9]+;$")
+list(TRANSFORM declared REPLACE "^extern const char\\* const ([a-z_0-9]+);$" "\\1")
+set(out "// Generated from lib/db/sql/*.sql by lib/db/embed_statements.cmake. Do not edit.\n#include \"db/sql_statements.hpp\"\nnamespace klingq::db::sql {\n")
+set(found "")
 foreach(f IN LISTS files)
   get_filename_component(name ${f} NAME_WE)
-  if(NOT name MATCHES "^[a-z_]+_[a-z_]+$")
+  if(NOT name MATCHES "^[a-z0-9]+(_[a-z0-9]+)+$")
     message(FATAL_ERROR "statement file ${f}: name it <noun>_<verb>.sql")
   endif()
+  if(NOT name IN_LIST declared)
+    message(FATAL_ERROR "lib/db/sql/${name}.sql has no declaration in lib/db/sql_statements.hpp")
+  endif()
+  list(APPEND found ${name})
   file(READ ${f} text)
-  string(APPEND out "inline constexpr const char* ${name} = R\"klingq_sql(${text})klingq_sql\";\n")
+  string(APPEND out "const char* const ${name} = R\"klingq_sql(${text})klingq_sql\";\n")
+endforeach()
+foreach(name IN LISTS declared)
+  if(NOT name IN_LIST found)
+    message(FATAL_ERROR "lib/db/sql_statements.hpp declares ${name}, but lib/db/sql/${name}.sql is missing")
+  endif()
 endforeach()
 string(APPEND out "}  // namespace klingq::db::sql\n")
 file(WRITE ${OUTPUT}.tmp "${out}")

@@ -1,0 +1,45 @@
+// Every statement of lib/db, by name: the text of lib/db/sql/<name>.sql, compiled in by
+// lib/db/embed_statements.cmake (which fails the build when this list and the folder
+// disagree). Only lib/db's own sources include this; everything else calls the typed
+// functions of lib/db. The pointers are stable, so db::detail::exec prepares each
+// statement once per connection under a name derived from its text.
+#pragma once
+
+namespace klingq::db::sql {
+
+extern const char* const account_charge;
+extern const char* const account_clear_halt;
+extern const char* const account_ensure;
+extern const char* const account_halt;
+extern const char* const account_lock;
+extern const char* const account_save;
+extern const char* const account_set_balance;
+extern const char* const batch_budgets_remaining;
+extern const char* const inbox_put;
+extern const char* const inbox_take;
+extern const char* const instances_count_live;
+extern const char* const instances_delete;
+extern const char* const instances_upsert;
+extern const char* const job_counts_by_state;
+extern const char* const job_counts_fold;
+extern const char* const jobs_claim;
+extern const char* const jobs_complete;
+extern const char* const jobs_count_in_flight;
+extern const char* const jobs_count_stuck;
+extern const char* const jobs_flag_stuck;
+extern const char* const jobs_get_next_poll_at;
+extern const char* const jobs_get_state_by_remote_id;
+extern const char* const jobs_mark_batch_waiting;
+extern const char* const jobs_mark_failed;
+extern const char* const jobs_mark_submitted;
+extern const char* const jobs_notify;
+extern const char* const jobs_reap_expired;
+extern const char* const jobs_release_leases;
+extern const char* const jobs_requeue;
+extern const char* const jobs_schedule_poll;
+extern const char* const jobs_select_claimable;
+extern const char* const jobs_select_due_polls;
+extern const char* const remote_lock;
+extern const char* const remote_lock_many;
+
+}  // namespace klingq::db::sql
