@@ -1,83 +1,66 @@
-// The engine of klingqd: the loops that move rows through their life, on one Asio
-// executor (the network thread), with every blocking database call on db::Pool.
+// The engine of klingqd: the services that move rows through their life, composed on
+// one Asio executor (the network thread), with every blocking database call on
+// db::Pool. One file per service, each with its loop and a run_once() a test can call:
 //
-//   claim loop    wakes on NOTIFY, on a freed slot or token, or on a slow safety timer;
-//                 claims what every limit and the credit gate allow (dispatcher::claim) and
-//                 starts one submit per row
-//   submit        one HTTP exchange per row; the outcome is classified once
-//   record loop   group commit: every outcome that arrived while the previous group was
-//                 being written is recorded, with the responses' rate-limit headers, in
-//                 one transaction (dispatcher::record_submits)
-//   poll loop     status queries for jobs whose webhook is missing or late, within the
-//                 poll share of the request budget
-//   credit loop   the balance query at start, periodically, and soon after a credit hold
-//   listener      LISTEN klingq_jobs on a dedicated connection, rebuilt when it breaks
-//   heartbeat     the instance row, metrics and systemd STATUS/WATCHDOG
-//   downloads     with outputs.download on: claims completed jobs whose video is due
-//                 (db/outputs) and fetches each into outputs.dir (lib/outputs), a few at
-//                 a time, retrying with backoff; never through the API client or limits
+//   claimer           wakes on NOTIFY, on a freed slot or token, or on a slow safety
+//                     timer; claims what every limit and the credit gate allow
+//                     (dispatcher::claim) and starts one submit per row
+//   recorder          group commit: every outcome that arrived while the previous group
+//                     was being written is recorded, with the responses' rate-limit
+//                     headers, in one transaction (dispatcher::record_submits)
+//   poller            status queries for jobs whose webhook is missing or late, within
+//                     the poll share of the request budget
+//   completion        webhooks and terminal polls applied; the webhook receiver's logic
+//   credit_refresher  the balance query at start, periodically, and soon after a hold
+//   listener          LISTEN klingq_jobs on a dedicated connection, rebuilt when it breaks
+//   heartbeat         the instance row, metrics and systemd STATUS/WATCHDOG
+//   downloads         with outputs.download on: claims completed jobs whose video is due
+//                     (db/outputs) and fetches each into outputs.dir (lib/outputs), a few
+//                     at a time, retrying with backoff; never through the API client
 //
-// stop() ends claiming at once and interrupts downloads (their attempts are released,
-// not counted, and resume on the next start); run() returns when in-flight requests have
-// finished (bounded by the shutdown grace) and this instance's unsent leases are released.
+// What they share is dispatcher::Context (context.hpp); the loop skeleton, the backoff
+// and the stop signal are in loop.hpp; every coroutine is a task of one TaskGroup.
+//
+// Shutdown (the engine owns it): stop() raises the one stop signal. Claiming ends at
+// once and downloads are interrupted (their attempts are released, not counted, and
+// resume on the next start). run() then waits for every task, within the shutdown
+// grace: in-flight requests finish and are recorded. Requests still on the wire after
+// the grace are abandoned (their leases are released, a later submit with the same
+// idempotency key finds what the API did) and the tasks are waited for again. Then
+// this instance's unsent leases are released and its instance row removed.
 #pragma once
 
-#include "api/protocol.hpp"
-#include "config/config.hpp"
-#include "db/pool.hpp"
-#include "dispatcher/transactions.hpp"
-#include "http/client.hpp"
+#include "dispatcher/options.hpp"
 #include "http/server.hpp"
-#include "ops/metrics.hpp"
 #include "ops/ops_http.hpp"
 
-#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
 
-#include <atomic>
 #include <memory>
-#include <random>
 #include <string>
 
+namespace klingq::db {
+class Pool;
+}
+namespace klingq::http {
+class Client;
+}
+namespace klingq::ops {
+class Metrics;
+}
+
 namespace klingq::dispatcher {
-
-// outputs.*: where and how finished videos are downloaded.
-struct OutputOptions {
-  bool download = false;
-  std::string dir;
-  int max_attempts = 5;
-  std::uint64_t max_bytes = std::uint64_t{2} << 30;
-  std::chrono::milliseconds timeout{1800000};  // one attempt: redirects, headers, body
-  int concurrency = 4;
-  Duration retry_base = std::chrono::seconds(2);  // dispatch.retry_base_ms, doubling
-  Duration retry_max = std::chrono::seconds(600);
-};
-
-struct EngineOptions {
-  dispatcher::QueueSettings queue;
-  config::Protocol protocol = config::Protocol::graphql;
-  config::Secret api_key;
-  std::vector<config::Secret> webhook_secrets;
-  std::string database_url;                // for the LISTEN connection
-  int claim_batch = 100;
-  int max_in_flight = 64;                  // concurrent submits of this instance
-  Duration safety_poll = std::chrono::seconds(5);
-  Duration credits_refresh = std::chrono::seconds(300);
-  std::int64_t low_balance_warning = 1000;
-  Duration shutdown_grace = std::chrono::seconds(10);
-  Duration heartbeat = std::chrono::seconds(5);
-  OutputOptions outputs;
-};
-
-// Builds the options from a validated config and the API key.
-EngineOptions options_from(const config::Config& config, config::Secret api_key);
 
 class Engine {
  public:
   Engine(boost::asio::any_io_executor executor, db::Pool& pool, http::Client& api,
          ops::Metrics& metrics, EngineOptions options);
   ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
 
-  // Runs every loop until stop(); returns once drained.
+  // Runs every service until stop(); returns once drained (see above).
   boost::asio::awaitable<void> run();
   // Graceful stop: no new claims; in-flight requests finish within the grace period.
   void stop();
@@ -94,8 +77,8 @@ class Engine {
   std::string status_line() const;
 
  private:
-  struct State;
-  std::shared_ptr<State> state_;
+  struct Services;
+  std::shared_ptr<Services> services_;
 };
 
 }  // namespace klingq::dispatcher

@@ -1,13 +1,28 @@
 // klingqd end to end: real PostgreSQL, the real klingq-sim over TCP, the real daemon
 // binary. Each test states the limit or fault it exercises and checks the simulator's
 // own counters, which catch any overshoot or double charge.
+#include "config/config.hpp"
+#include "db/pool.hpp"
+#include "dispatcher/claimer.hpp"
+#include "dispatcher/context.hpp"
+#include "dispatcher/credit_refresher.hpp"
+#include "dispatcher/engine.hpp"
+#include "dispatcher/recorder.hpp"
+#include "http/client.hpp"
+#include "ops/metrics.hpp"
 #include "support/http_call.hpp"
 #include "support/stack.hpp"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <doctest/doctest.h>
+#include <pqxx/pqxx>
 
 #include <csignal>
 #include <fstream>
+#include <future>
+#include <thread>
 
 using namespace klingq::testing;
 using namespace std::chrono_literals;
@@ -216,4 +231,152 @@ TEST_CASE("dispatch: a batch whose budget is spent waits in the queue with a rea
   stack.exec("UPDATE klingq.batch_budgets SET budget = 1000; NOTIFY klingq_jobs");
   REQUIRE(Stack::wait_until([&] { return all_terminal(stack); }, 30s));
   CHECK(stack.scalar("SELECT count(*) FROM klingq.jobs WHERE state = 'completed'") == 7);
+}
+
+// ---- the services in this process ------------------------------------------------------
+// The same services klingqd runs, called directly: one round of a service at a time, or a
+// whole engine on a network thread of the test, against the stack's PostgreSQL and
+// simulator.
+namespace {
+namespace asio = boost::asio;
+namespace dispatcher = klingq::dispatcher;
+
+dispatcher::EngineOptions engine_options(Stack& stack, std::map<std::string, std::string> overrides = {}) {
+  overrides.emplace("limits.plan", "enterprise");
+  return dispatcher::options_from(klingq::config::load(stack.write_config(std::move(overrides))),
+                                  klingq::config::Secret(sim_api_key));
+}
+
+// Runs a test coroutine on io to its end, within a deadline.
+void run_to_end(asio::io_context& io, asio::awaitable<void> coroutine, std::chrono::seconds deadline = 30s) {
+  bool ended = false;
+  std::exception_ptr failure;
+  asio::co_spawn(io, std::move(coroutine), [&](std::exception_ptr error) {
+    ended = true;
+    failure = error;
+  });
+  io.run_for(deadline);
+  REQUIRE_MESSAGE(ended, "the test coroutine did not end within its deadline");
+  if (failure) std::rethrow_exception(failure);
+}
+
+// A whole engine on a thread of its own, as klingqd runs it (without the listeners).
+class EngineThread {
+ public:
+  EngineThread(Stack& stack, dispatcher::EngineOptions options)
+      : pool_(stack.database, 4),
+        api_(io_.get_executor(), "http://" + stack.sim_address, client_options()),
+        engine_(io_.get_executor(), pool_, api_, metrics_, std::move(options)) {
+    asio::co_spawn(io_, engine_.run(), [this](std::exception_ptr error) {
+      if (error) returned_.set_exception(error);
+      else returned_.set_value();
+    });
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~EngineThread() {
+    io_.stop();
+    thread_.join();
+    pool_.stop();
+  }
+  // stop(), as SIGTERM does; true when run() returned within the deadline.
+  bool stop_and_wait(std::chrono::milliseconds deadline) {
+    asio::post(io_, [this] { engine_.stop(); });
+    auto returned = returned_future_.wait_for(deadline) == std::future_status::ready;
+    if (returned) returned_future_.get();  // rethrows what run() threw
+    return returned;
+  }
+
+ private:
+  static klingq::http::ClientOptions client_options() {
+    klingq::http::ClientOptions options;
+    options.timeout = 30s;  // longer than any slow answer below: only shutdown cuts one short
+    return options;
+  }
+  asio::io_context io_{1};
+  klingq::db::Pool pool_;
+  klingq::ops::Metrics metrics_;
+  klingq::http::Client api_;
+  dispatcher::Engine engine_;
+  std::promise<void> returned_;
+  std::future<void> returned_future_ = returned_.get_future();
+  std::thread thread_;
+};
+
+}  // namespace
+
+TEST_CASE("dispatch: one claimer round claims what the limits allow, one recorder round records every submit") {
+  Stack stack({"--plan", "enterprise", "--time-scale", "60", "--gen-seconds", "1:1"});
+  stack.insert_jobs(3);
+  asio::io_context io(1);
+  klingq::db::Pool pool(stack.database, 2);
+  klingq::ops::Metrics metrics;
+  klingq::http::Client api(io.get_executor(), "http://" + stack.sim_address, klingq::http::ClientOptions{});
+  dispatcher::Context context(io.get_executor(), pool, api, metrics, engine_options(stack));
+  dispatcher::Recorder recorder(context);
+  dispatcher::Claimer claimer(context, recorder);
+  dispatcher::CreditRefresher credits(context);
+
+  run_to_end(io, [&]() -> asio::awaitable<void> {
+    auto settings = context.options.queue;
+    co_await pool.run([settings](pqxx::connection& c) { dispatcher::ensure_account(c, settings); });
+    // Without a known balance the credit gate holds every row: one refresh first.
+    co_await credits.run_once();
+    CHECK(stack.scalar("SELECT balance FROM klingq.account") == 100000);
+
+    const auto wait = co_await claimer.run_once();
+    CHECK(wait > dispatcher::SteadyDuration::zero());  // fewer rows than it asked for: no more now
+    CHECK(stack.scalar("SELECT count(*) FROM klingq.jobs WHERE state = 'dispatching'") == 3);
+    CHECK(recorder.outstanding() == 3);
+    CHECK(context.in_flight == 3);
+    // The submits are tasks of the group: joined, each has handed its outcome over.
+    const bool joined = co_await context.tasks.join(std::chrono::steady_clock::now() + 20s);
+    CHECK(joined);
+    CHECK(recorder.queued() == 3);
+    CHECK(stack.scalar("SELECT count(*) FROM klingq.jobs WHERE state = 'dispatching'") == 3);  // not recorded yet
+
+    const auto after_group = co_await recorder.run_once(0);
+    CHECK(after_group == dispatcher::SteadyDuration::zero());
+    CHECK(recorder.queued() == 0);
+    CHECK(recorder.outstanding() == 0);
+    CHECK(context.in_flight == 0);
+    CHECK(stack.scalar("SELECT count(*) FROM klingq.jobs WHERE state = 'submitted' AND remote_id IS NOT NULL") == 3);
+    const auto idle = co_await recorder.run_once(1);
+    CHECK(idle == std::chrono::hours(1));  // nothing queued: sleep until add()
+  }());
+  pool.stop();
+  check_one_to_one(stack);
+}
+
+TEST_CASE("dispatch: stop() waits for every coroutine: run() returns after the in-flight submits are recorded") {
+  Stack stack({"--plan", "enterprise", "--time-scale", "60", "--gen-seconds", "30:30"});
+  EngineThread engine(stack, engine_options(stack));
+  REQUIRE(Stack::wait_until([&] { return stack.scalar("SELECT count(*) FROM klingq.account WHERE balance IS NOT NULL") == 1; }, 10s));
+  // Every answer from now on takes 1.5 s: the submits are on the wire when stop() comes.
+  stack.sim_config({{"fault_slow", 1}, {"slow_ms", 1500}});
+  stack.insert_jobs(4);
+  REQUIRE(Stack::wait_until([&] { return stack.scalar("SELECT count(*) FROM klingq.jobs WHERE state = 'dispatching'") == 4; }, 10s));
+  REQUIRE(engine.stop_and_wait(15s));
+  // Recorded before run() returned, not released back to the queue; the instance row is gone.
+  CHECK(stack.scalar("SELECT count(*) FROM klingq.jobs WHERE state = 'submitted' AND remote_id IS NOT NULL") == 4);
+  CHECK(stack.scalar("SELECT count(*) FROM klingq.instances") == 0);
+  check_one_to_one(stack);
+}
+
+TEST_CASE("dispatch: requests still on the wire when the grace ends are abandoned and their rows released") {
+  Stack stack({"--plan", "enterprise", "--time-scale", "60", "--gen-seconds", "30:30"});
+  auto options = engine_options(stack);
+  options.shutdown_grace = 300ms;
+  EngineThread engine(stack, std::move(options));
+  REQUIRE(Stack::wait_until([&] { return stack.scalar("SELECT count(*) FROM klingq.account WHERE balance IS NOT NULL") == 1; }, 10s));
+  stack.sim_config({{"fault_slow", 1}, {"slow_ms", 8000}});
+  stack.insert_jobs(3);
+  REQUIRE(Stack::wait_until([&] { return stack.scalar("SELECT count(*) FROM klingq.jobs WHERE state = 'dispatching'") == 3; }, 10s));
+  const auto stopped_at = std::chrono::steady_clock::now();
+  REQUIRE(engine.stop_and_wait(15s));
+  // Well before the answers (8 s): the grace, then the abandoned exchanges end at once.
+  CHECK(std::chrono::steady_clock::now() - stopped_at < 5s);
+  // Unsent as far as this instance knows: back in the queue, no attempt spent; the next
+  // submit with the same key finds whatever the API did.
+  CHECK(stack.scalar("SELECT count(*) FROM klingq.jobs WHERE state = 'queued' AND attempts = 0") == 3);
+  CHECK(stack.scalar("SELECT count(*) FROM klingq.instances") == 0);
 }

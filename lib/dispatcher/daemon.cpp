@@ -1,0 +1,156 @@
+// Daemon: listeners, signals and reload around the engine (daemon.hpp).
+#include "dispatcher/daemon.hpp"
+
+#include "db/migrations.hpp"
+#include "dispatcher/engine.hpp"
+#include "dispatcher/options.hpp"
+#include "http/client.hpp"
+#include "http/server.hpp"
+#include "ops/metrics.hpp"
+#include "ops/ops_http.hpp"
+#include "ops/sd_notify.hpp"
+#include "util/log.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <pqxx/pqxx>
+
+#include <csignal>
+#include <cstdlib>
+#include <functional>
+#include <iostream>
+#include <optional>
+
+namespace klingq::dispatcher {
+namespace asio = boost::asio;
+
+LoadedConfig load_config(const std::string& path) {
+  LoadedConfig loaded{config::load(path), {}};
+  loaded.api_key = config::load_api_key(loaded.config);
+  return loaded;
+}
+
+void apply_logging(const config::Config& config) {
+  log::Level level = log::Level::info;
+  log::parse_level(config.log.level, level);
+  log::set_level(level);
+  log::set_json(config.log.json);
+}
+
+bool database_ready(const config::Config& config) {
+  try {
+    pqxx::connection connection(config.database.url);
+    db::require_current_schema(connection);
+  } catch (const db::SchemaTooOld& e) {
+    log::error("schema_too_old", {{"message", e.what()}});
+    return false;
+  } catch (const std::exception&) {
+    log::error("database_unreachable", {{"url", config::redact_url(config.database.url)}});
+    return false;
+  }
+  return true;
+}
+
+struct Daemon::State {
+  asio::io_context& io;
+  Engine& engine;
+  http::Client& api;
+  ops::Metrics& metrics;
+  std::string config_path;
+  LoadedConfig loaded;  // what the engine was started with (the "started" line)
+  std::optional<http::Server> webhook_server;
+  std::optional<http::Server> ops_server;
+};
+
+Daemon::Daemon(asio::io_context& io, Engine& engine, http::Client& api, ops::Metrics& metrics,
+               std::string config_path, const LoadedConfig& loaded)
+    : state_(new State{io, engine, api, metrics, std::move(config_path), loaded, {}, {}}) {}
+
+Daemon::~Daemon() = default;
+
+bool Daemon::listen() {
+  auto& s = *state_;
+  const auto& cfg = s.loaded.config;
+  try {
+    if (!cfg.webhook.listen.empty()) {
+      http::ServerOptions options;
+      options.body_limit = cfg.webhook.max_body_bytes;
+      options.read_timeout = std::chrono::milliseconds(cfg.webhook.read_timeout_ms);
+      s.webhook_server.emplace(s.io.get_executor(), options, s.engine.webhook_handler());
+      auto bound = s.webhook_server->listen(cfg.webhook.listen);
+      s.webhook_server->start();
+      std::cout << "webhook listening on " << bound.address().to_string() << ":" << bound.port() << std::endl;
+    }
+    if (!cfg.http.listen.empty()) {
+      auto& engine = s.engine;
+      s.ops_server.emplace(s.io.get_executor(), http::ServerOptions{},
+                           ops::make_ops_handler(s.metrics, [&engine] { return engine.ready_state(); }));
+      auto bound = s.ops_server->listen(cfg.http.listen);
+      s.ops_server->start();
+      std::cout << "http listening on " << bound.address().to_string() << ":" << bound.port() << std::endl;
+    }
+  } catch (const std::exception& e) {
+    log::error("listen_failed", {{"error", e.what()}});
+    return false;
+  }
+  return true;
+}
+
+bool Daemon::run() {
+  auto& s = *state_;
+  asio::signal_set signals(s.io, SIGTERM, SIGINT, SIGHUP);
+  int stop_signals = 0;
+  std::function<void(const boost::system::error_code&, int)> on_signal =
+      [&](const boost::system::error_code& ec, int signal_number) {
+        if (ec) return;
+        if (signal_number == SIGHUP) {
+          ops::sd::reloading();
+          try {
+            auto fresh = load_config(s.config_path);
+            apply_logging(fresh.config);
+            s.engine.reload(options_from(fresh.config, fresh.api_key));
+            log::notice("config_reloaded", {{"path", s.config_path}});
+          } catch (const std::exception& e) {
+            log::error("config_reload_refused", {{"error", e.what()}, {"kept", "previous config"}});
+          }
+          ops::sd::ready();
+        } else if (++stop_signals == 1) {
+          log::notice("stopping", {{"signal", std::to_string(signal_number)}});
+          ops::sd::stopping();
+          s.engine.stop();
+        } else {
+          // A second signal: exit now. Claimed rows come back when their leases expire.
+          log::warning("exit_now", {{"signal", std::to_string(signal_number)}});
+          std::_Exit(0);
+        }
+        signals.async_wait(on_signal);
+      };
+  signals.async_wait(on_signal);
+
+  bool clean = true;
+  asio::co_spawn(s.io, s.engine.run(), [&](std::exception_ptr error) {
+    if (error) {
+      try {
+        std::rethrow_exception(error);
+      } catch (const std::exception& e) {
+        log::error("engine_failed", {{"error", e.what()}});
+        clean = false;
+      }
+    }
+    if (s.webhook_server) s.webhook_server->stop();
+    if (s.ops_server) s.ops_server->stop();
+    s.api.close_idle();
+    signals.cancel();
+    s.io.stop();
+  });
+  const auto& cfg = s.loaded.config;
+  log::notice("started", {{"instance", options_from(cfg, s.loaded.api_key).queue.instance},
+                          {"api", cfg.api.base_url},
+                          {"plan", config::to_string(cfg.limits.plan)}});
+  std::cout << "klingqd ready" << std::endl;
+  ops::sd::ready();
+  s.io.run();
+  return clean;
+}
+
+}  // namespace klingq::dispatcher
