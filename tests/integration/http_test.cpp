@@ -680,7 +680,7 @@ TEST_CASE("http client: https with SNI, certificate verification, and reuse") {
   asio::co_spawn(io, tls_server(acceptor, server_context, accepted), asio::detached);
 
   ClientOptions trusting;
-  trusting.verify_tls = false;
+  trusting.connect.verify_tls = false;
   Client unverified(io.get_executor(), url, trusting);
   Client verified(io.get_executor(), url, {});
   run_test(io, [&]() -> asio::awaitable<void> {
