@@ -1,6 +1,7 @@
 // The pooled HTTP/1.1 client behind client.hpp. It owns the connection pool, the slot
-// queue that caps open connections, and the single deadline of each exchange. Together
-// with server.cpp it is one of the two files that include Beast's I/O headers.
+// queue that caps open connections, and the single deadline of each exchange; opening a
+// connection (resolve, connect, TLS) is connect.cpp's. With connect.cpp, streaming.cpp
+// and server.cpp it is one of the few files that include Beast's I/O headers.
 //
 // Model: a request first takes a slot (at most max_connections are handed out; waiters
 // queue FIFO on a timer each, no polling). With a slot it may hold one connection: an
@@ -13,34 +14,25 @@
 #include "http/client.hpp"
 
 #include "http/address.hpp"
+#include "http/connection.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/dispatch.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/error.hpp>
-#include <boost/asio/ssl/host_name_verification.hpp>
-#include <boost/asio/ssl/stream_base.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
 
-#include <openssl/err.h>
-#include <openssl/ssl.h>
 #include <sys/socket.h>
 
 #include <cerrno>
 #include <deque>
-#include <optional>
 #include <stdexcept>
 
 namespace klingq::http {
@@ -49,7 +41,6 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 namespace ssl = boost::asio::ssl;
-using tcp = asio::ip::tcp;
 using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 
@@ -63,16 +54,6 @@ constexpr auto as_result = asio::as_tuple(asio::use_awaitable);
 constexpr std::uint32_t response_header_limit = 64 * 1024;
 
 using OutgoingRequest = bhttp::request<bhttp::string_body>;
-
-// One open connection, plain or TLS. The read buffer belongs to the connection:
-// whatever the server sent past a response stays with that connection's stream.
-struct Connection {
-  std::unique_ptr<beast::tcp_stream> plain;
-  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
-  beast::flat_buffer buffer;
-
-  beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
-};
 
 // A request waiting for a slot. release_slot() hands the slot over directly (granted)
 // and wakes it by cancelling the timer, so a newcomer cannot overtake the queue.
@@ -91,13 +72,14 @@ struct ClientState {
       : executor(std::move(executor_in)),
         url(std::move(url_in)),
         options(options_in),
+        connector(executor, options.connect),
         free_slots(options.max_connections) {}
 
   asio::any_io_executor executor;
   BaseUrl url;
   ClientOptions options;
-  // Built once for https base URLs; shared by every TLS connection.
-  std::optional<ssl::context> tls_context;
+  // Opens every connection of the pool (its TLS context is shared by all of them).
+  Connector connector;
   // Open connections not in use, most recently used last (the likeliest still open).
   std::vector<std::unique_ptr<Connection>> idle;
   // Slots not handed out; a slot is the right to hold one connection.
@@ -173,76 +155,6 @@ bool is_stale_connection_error(const error_code& error) {
          error == bhttp::error::end_of_stream || error == ssl::error::stream_truncated;
 }
 
-error_code last_openssl_error() {
-  return error_code(static_cast<int>(::ERR_get_error()), asio::error::get_ssl_category());
-}
-
-struct Connected {
-  error_code error;
-  std::unique_ptr<Connection> connection;
-};
-
-// Resolve, connect and (for https) handshake, all before the deadline.
-asio::awaitable<Connected> connect(ClientState& state, Clock::time_point deadline) {
-  Connected out;
-  // tcp_stream's own timer does not cover resolving, so a timer cancels the resolver.
-  // Both are shared with the timer's handler, which may run after this frame is gone.
-  auto resolver = std::make_shared<tcp::resolver>(state.executor);
-  asio::steady_timer resolve_timer(state.executor, deadline);
-  resolve_timer.async_wait([resolver](const error_code& error) {
-    if (!error) resolver->cancel();
-  });
-  auto [resolve_error, endpoints] =
-      co_await resolver->async_resolve(state.url.host, state.url.port, as_result);
-  resolve_timer.cancel();
-  if (resolve_error) {
-    out.error = resolve_error == asio::error::operation_aborted && Clock::now() >= deadline
-                    ? error_code(beast::error::timeout)
-                    : resolve_error;
-    co_return out;
-  }
-
-  auto connection = std::make_unique<Connection>();
-  if (state.tls_context) {
-    connection->tls =
-        std::make_unique<beast::ssl_stream<beast::tcp_stream>>(state.executor, *state.tls_context);
-  } else {
-    connection->plain = std::make_unique<beast::tcp_stream>(state.executor);
-  }
-  auto& lowest = connection->lowest();
-  lowest.expires_at(deadline);
-  auto [connect_error, endpoint] = co_await lowest.async_connect(endpoints, as_result);
-  if (connect_error) {
-    out.error = connect_error;
-    co_return out;
-  }
-  // Requests are small and answered at once: do not let Nagle hold the last segment.
-  error_code ignored;
-  lowest.socket().set_option(tcp::no_delay(true), ignored);
-
-  if (connection->tls) {
-    auto& stream = *connection->tls;
-    error_code address_error;
-    asio::ip::make_address(state.url.host, address_error);
-    // SNI carries names only (RFC 6066); virtual hosts on one IP need it to pick the
-    // certificate.
-    if (address_error && !::SSL_set_tlsext_host_name(stream.native_handle(), state.url.host.c_str())) {
-      out.error = last_openssl_error();
-      co_return out;
-    }
-    if (state.options.verify_tls) {
-      stream.set_verify_callback(ssl::host_name_verification(state.url.host));
-    }
-    auto [handshake_error] = co_await stream.async_handshake(ssl::stream_base::client, as_result);
-    if (handshake_error) {
-      out.error = handshake_error;
-      co_return out;
-    }
-  }
-  out.connection = std::move(connection);
-  co_return out;
-}
-
 struct Exchanged {
   error_code error;
   // The parser saw at least one byte of the response; after that nothing is retried.
@@ -315,17 +227,6 @@ Client::Client(asio::any_io_executor executor, const std::string& base_url, Clie
     throw std::invalid_argument("http client: timeout must be positive");
   }
   state_ = std::make_shared<State>(std::move(executor), parse_base_url(base_url), options);
-  if (state_->url.tls) {
-    auto& context = state_->tls_context.emplace(ssl::context::tls_client);
-    // TLS 1.0 and 1.1 are deprecated (RFC 8996); no API we talk to needs them.
-    ::SSL_CTX_set_min_proto_version(context.native_handle(), TLS1_2_VERSION);
-    if (options.verify_tls) {
-      context.set_default_verify_paths();
-      context.set_verify_mode(ssl::verify_peer);
-    } else {
-      context.set_verify_mode(ssl::verify_none);
-    }
-  }
 }
 
 Client::~Client() {
@@ -358,7 +259,8 @@ asio::awaitable<ClientResult> Client::request(ClientRequest request) {
   for (;;) {
     bool reused = connection != nullptr;
     if (!reused) {
-      auto connected = co_await connect(*state, deadline);
+      auto connected =
+          co_await state->connector.connect(Origin{state->url.tls, state->url.host, state->url.port}, deadline);
       if (connected.error) {
         result.error = connected.error;
         break;

@@ -1,8 +1,11 @@
 // An HTTP/1.1 client on Boost.Beast for the generation API: a pool of keep-alive
 // connections to one base URL (http or https through OpenSSL), a deadline on every
 // exchange, a size limit on every response body. It classifies nothing: it reports what
-// happened on the wire, and lib/api decides what that means.
+// happened on the wire, and lib/api decides what that means. Its connections are opened
+// by connect.hpp's Connector, the same path downloads take.
 #pragma once
+
+#include "http/connect.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -22,7 +25,7 @@ struct ClientOptions {
   std::size_t max_connections = 32;           // open connections, idle or busy
   std::chrono::milliseconds timeout{30000};   // connect + write + read of one exchange
   std::size_t body_limit = 8 * 1024 * 1024;   // larger responses are an error
-  bool verify_tls = true;                     // https: check the certificate chain and host name
+  ConnectOptions connect;                     // how to reach the server (TLS policy), as downloads do
 };
 
 struct ClientRequest {

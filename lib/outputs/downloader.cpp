@@ -1,35 +1,21 @@
-// The I/O of one download: see downloader.hpp. Together with lib/http it is one of the
-// few files that include Beast's I/O headers.
+// The I/O of one download: see downloader.hpp. The network side is lib/http's
+// (http::StreamingGet: connect, TLS, request, header, body in chunks); what is here is
+// what is particular to keeping a video: the part file and its lock, the size checks,
+// fsync and rename, the redirect policy and the failure classes. No Beast header is
+// included here (each one costs every translation unit that includes it).
 //
 // Model: up to 1 + max_redirects exchanges, each on a fresh connection (downloads are
 // few and large, so keep-alive would buy nothing) and each under its own deadline. The
-// final 200's body goes through a response_parser<buffer_body> into a fixed chunk
-// buffer, each chunk written to the part file on the file thread pool before the next
-// read: memory per download is one chunk, whatever the video's size.
+// final 200's body is read into a fixed chunk buffer, each chunk written to the part
+// file on the file thread pool before the next read: memory per download is one chunk,
+// whatever the video's size.
 #include "outputs/downloader.hpp"
 
-#include <boost/asio/as_tuple.hpp>
+#include "http/streaming.hpp"
+
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl/context.hpp>
-#include <boost/asio/ssl/error.hpp>
-#include <boost/asio/ssl/host_name_verification.hpp>
-#include <boost/asio/ssl/stream_base.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/buffer_body.hpp>
-#include <boost/beast/http/empty_body.hpp>
-#include <boost/beast/http/error.hpp>
-#include <boost/beast/http/message.hpp>
-#include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/write.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
-
-#include <openssl/ssl.h>
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -37,29 +23,21 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <optional>
 #include <type_traits>
-#include <variant>
 #include <vector>
 
 namespace klingq::outputs {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace bhttp = boost::beast::http;
-namespace ssl = boost::asio::ssl;
-using tcp = asio::ip::tcp;
-using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr auto as_result = asio::as_tuple(asio::use_awaitable);
-// Response headers beyond this are refused (CDNs send long ones, but not this long).
-constexpr std::uint32_t header_limit = 64 * 1024;
 // One read's worth of body, written to the file before the next read.
 constexpr std::size_t chunk_size = 256 * 1024;
 constexpr const char* user_agent = "klingq/0.1 (+outputs.download)";
@@ -205,36 +183,48 @@ int remove_unlocked_parts(const std::string& dir) {
 
 // ---- the network side (on the caller's executor) --------------------------------------
 
-// One connection, plain or TLS.
-struct Connection {
-  std::unique_ptr<beast::tcp_stream> plain;
-  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
-  beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
-};
-
 struct Failure {
   FailureClass failure;
   std::string message;
 };
 
+// Header values compare ASCII case-blind ("Identity" is "identity"), as beast::iequals
+// did when this file still included Beast.
+bool iequals_ascii(std::string_view a, std::string_view b) {
+  auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [&](char x, char y) { return lower(x) == lower(y); });
+}
+
+// Why connecting, sending or reading the header failed, in output_error's words.
+Failure start_failure(const http::StreamingError& error, const Url& url) {
+  const auto& code = error.error;
+  switch (error.step) {
+    case http::Step::resolve:
+      return {FailureClass::transport,
+              "cannot resolve " + url.host + ": " + (http::is_timeout(code) ? "timed out" : code.message())};
+    case http::Step::connect:
+      return {FailureClass::transport, "cannot connect to " + url.host_header + ": " + code.message()};
+    case http::Step::tls:
+      return {FailureClass::transport, "TLS with " + url.host_header + ": " + code.message()};
+    case http::Step::send:
+      return {FailureClass::transport, "sending the request: " + code.message()};
+    case http::Step::read_header:
+    case http::Step::read_body:
+      break;
+  }
+  return {FailureClass::transport,
+          "reading the response headers: " + (http::is_timeout(code) ? std::string("timed out") : code.message())};
+}
+
 }  // namespace
 
 struct Downloader::State {
-  State(asio::any_io_executor executor_in, bool verify_tls_in)
-      : executor(std::move(executor_in)), verify_tls(verify_tls_in), tls_context(ssl::context::tls_client) {
-    // TLS 1.0 and 1.1 are deprecated (RFC 8996), as in lib/http/client.cpp.
-    ::SSL_CTX_set_min_proto_version(tls_context.native_handle(), TLS1_2_VERSION);
-    if (verify_tls) {
-      tls_context.set_default_verify_paths();
-      tls_context.set_verify_mode(ssl::verify_peer);
-    } else {
-      tls_context.set_verify_mode(ssl::verify_none);
-    }
-  }
+  State(asio::any_io_executor executor_in, http::ConnectOptions connect)
+      : executor(std::move(executor_in)), connector(executor, connect) {}
 
   asio::any_io_executor executor;
-  bool verify_tls;
-  ssl::context tls_context;
+  // Every download's connection, with the API client's connect path and TLS policy.
+  http::Connector connector;
   // Two threads: one download's fsync of a large file does not hold up another's writes.
   asio::thread_pool files{2};
 
@@ -248,55 +238,6 @@ struct Downloader::State {
         files.get_executor(), [shared]() -> asio::awaitable<Result> { co_return (*shared)(); },
         asio::use_awaitable);
   }
-
-  // Resolve, connect and (https) handshake before the deadline.
-  asio::awaitable<std::variant<std::unique_ptr<Connection>, Failure>> connect(
-      const Url& url, Clock::time_point deadline, Cancellation& cancellation) {
-    using Out = std::variant<std::unique_ptr<Connection>, Failure>;
-    auto resolver = std::make_shared<tcp::resolver>(executor);
-    asio::steady_timer resolve_timer(executor, deadline);
-    resolve_timer.async_wait([resolver](const error_code& error) {
-      if (!error) resolver->cancel();
-    });
-    cancellation.abort_ = [resolver] { resolver->cancel(); };
-    auto [resolve_error, endpoints] = co_await resolver->async_resolve(url.host, url.port, as_result);
-    cancellation.abort_ = nullptr;
-    resolve_timer.cancel();
-    if (resolve_error) {
-      bool timed_out = resolve_error == asio::error::operation_aborted && Clock::now() >= deadline;
-      co_return Out(Failure{FailureClass::transport,
-                            "cannot resolve " + url.host + ": " + (timed_out ? "timed out" : resolve_error.message())});
-    }
-    auto connection = std::make_unique<Connection>();
-    if (url.tls) {
-      connection->tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(executor, tls_context);
-    } else {
-      connection->plain = std::make_unique<beast::tcp_stream>(executor);
-    }
-    auto& lowest = connection->lowest();
-    cancellation.abort_ = [&lowest] { lowest.close(); };
-    lowest.expires_at(deadline);
-    auto [connect_error, endpoint] = co_await lowest.async_connect(endpoints, as_result);
-    if (connect_error) {
-      cancellation.abort_ = nullptr;
-      co_return Out(Failure{FailureClass::transport, "cannot connect to " + url.host_header + ": " + connect_error.message()});
-    }
-    if (connection->tls) {
-      auto& stream = *connection->tls;
-      error_code address_error;
-      asio::ip::make_address(url.host, address_error);
-      // SNI carries names only (RFC 6066).
-      if (address_error) ::SSL_set_tlsext_host_name(stream.native_handle(), url.host.c_str());
-      if (verify_tls) stream.set_verify_callback(ssl::host_name_verification(url.host));
-      auto [handshake_error] = co_await stream.async_handshake(ssl::stream_base::client, as_result);
-      if (handshake_error) {
-        cancellation.abort_ = nullptr;
-        co_return Out(Failure{FailureClass::transport, "TLS with " + url.host_header + ": " + handshake_error.message()});
-      }
-    }
-    // abort_ still closes this connection; the caller clears it when done with it.
-    co_return Out(std::move(connection));
-  }
 };
 
 namespace {
@@ -307,6 +248,9 @@ struct Exchange {
   std::optional<Failure> failure;
   unsigned status = 0;
   std::uint64_t bytes = 0;
+  // False when resolve, connect or TLS failed: no exchange took place, and the result
+  // keeps the status of the hop before (the redirect that led to this origin).
+  bool connected = true;
 };
 
 bool is_redirect(unsigned status) {
@@ -315,8 +259,8 @@ bool is_redirect(unsigned status) {
 
 }  // namespace
 
-Downloader::Downloader(asio::any_io_executor executor, bool verify_tls)
-    : state_(std::make_shared<State>(std::move(executor), verify_tls)) {}
+Downloader::Downloader(asio::any_io_executor executor, http::ConnectOptions connect)
+    : state_(std::make_shared<State>(std::move(executor), connect)) {}
 
 Downloader::~Downloader() {
   // Work not started is dropped; a write or fsync in progress finishes first.
@@ -346,48 +290,32 @@ asio::awaitable<DownloadResult> Downloader::download(DownloadRequest request,
   for (int hop = 0;; ++hop) {
     if (cancellation->cancelled()) co_return fail(FailureClass::interrupted, "");
     const auto deadline = Clock::now() + request.timeout;
-    auto connected = co_await state->connect(*url, deadline, *cancellation);
-    if (auto* failure = std::get_if<Failure>(&connected)) co_return fail(failure->failure, failure->message);
-    auto connection = std::move(std::get<std::unique_ptr<Connection>>(connected));
-    struct ClearAbort {
-      Cancellation& cancellation;
-      ~ClearAbort() { cancellation.abort_ = nullptr; }
-    } clear_abort{*cancellation};
-
-    // The exchange, on whichever stream type this connection has.
-    auto exchange = [&](auto& stream) -> asio::awaitable<Exchange> {
+    // The exchange: one GET on a fresh connection, closed when `get` goes.
+    http::StreamingGet get(state->connector);
+    auto exchange = [&]() -> asio::awaitable<Exchange> {
       Exchange out;
-      auto& lowest = connection->lowest();
-      bhttp::request<bhttp::empty_body> get{bhttp::verb::get, url->target, 11};
-      get.set(bhttp::field::host, url->host_header);
-      get.set(bhttp::field::user_agent, user_agent);
-      get.set(bhttp::field::accept_encoding, "identity");  // the bytes as stored, to check and keep
-      get.keep_alive(false);
-      lowest.expires_at(deadline);
-      auto [write_error, written] = co_await bhttp::async_write(stream, get, as_result);
-      if (write_error) {
-        out.failure = Failure{FailureClass::transport, "sending the request: " + write_error.message()};
+      http::StreamingRequest get_request;
+      get_request.origin = http::Origin{url->tls, url->host, url->port};
+      get_request.host_header = url->host_header;
+      get_request.target = url->target;
+      get_request.headers = {{"User-Agent", user_agent},
+                             {"Accept-Encoding", "identity"}};  // the bytes as stored, to check and keep
+      get_request.body_limit = request.max_bytes;
+      get_request.stall_timeout = request.stall_timeout;  // a stalled transfer fails well before the deadline
+      get_request.deadline = deadline;
+      if (auto error = co_await get.start(std::move(get_request), &cancellation->interrupt_)) {
+        out.failure = start_failure(error, *url);
+        out.connected = error.step != http::Step::resolve && error.step != http::Step::connect &&
+                        error.step != http::Step::tls;
         co_return out;
       }
-      beast::flat_buffer buffer;
-      bhttp::response_parser<bhttp::buffer_body> parser;
-      parser.header_limit(header_limit);
-      parser.body_limit(request.max_bytes);
-      auto [header_error, header_bytes] = co_await bhttp::async_read_header(stream, buffer, parser, as_result);
-      if (header_error) {
-        auto what = header_error == beast::error::timeout ? std::string("timed out") : header_error.message();
-        out.failure = Failure{FailureClass::transport, "reading the response headers: " + what};
-        co_return out;
-      }
-      const auto& header = parser.get();
-      out.status = header.result_int();
+      out.status = get.status();
       if (is_redirect(out.status)) {
-        auto location = header[bhttp::field::location];
-        auto next = resolve_location(*url, std::string_view(location.data(), location.size()));
+        auto location = get.header("Location");
+        auto next = resolve_location(*url, location);
         if (!next) {
           out.failure = Failure{FailureClass::invalid_url, "HTTP " + std::to_string(out.status) +
-                                                               " to an unusable Location: " +
-                                                               redacted(std::string_view(location.data(), location.size()))};
+                                                               " to an unusable Location: " + redacted(location)};
         } else if (url->tls && !next->tls) {
           out.failure = Failure{FailureClass::redirects, "refused a redirect from https to " + redacted(*next)};
         } else {
@@ -399,15 +327,13 @@ asio::awaitable<DownloadResult> Downloader::download(DownloadRequest request,
         out.failure = Failure{FailureClass::http_status, "HTTP " + std::to_string(out.status) + " from " + redacted(*url)};
         co_return out;
       }
-      auto encoding = header[bhttp::field::content_encoding];
-      if (!encoding.empty() && !beast::iequals(encoding, "identity")) {
+      auto encoding = get.header("Content-Encoding");
+      if (!encoding.empty() && !iequals_ascii(encoding, "identity")) {
         out.failure = Failure{FailureClass::http_status,
-                              "unexpected Content-Encoding " + std::string(encoding) + " from " + redacted(*url)};
+                              "unexpected Content-Encoding " + encoding + " from " + redacted(*url)};
         co_return out;
       }
-      // Beast answers with boost::optional; the pure checks take std::optional.
-      std::optional<std::uint64_t> content_length;
-      if (auto announced = parser.content_length()) content_length = *announced;
+      const std::optional<std::uint64_t> content_length = get.content_length();
       if (content_length && *content_length > request.max_bytes) {
         out.failure = Failure{FailureClass::too_large, *size_problem(content_length, 0, request.max_bytes)};
         co_return out;
@@ -434,14 +360,10 @@ asio::awaitable<DownloadResult> Downloader::download(DownloadRequest request,
 
       std::vector<char> chunk(chunk_size);
       std::uint64_t received = 0;
-      while (!parser.is_done()) {
-        parser.get().body().data = chunk.data();
-        parser.get().body().size = chunk.size();
-        // A stalled transfer fails well before the exchange's deadline.
-        lowest.expires_at(std::min(deadline, Clock::now() + request.stall_timeout));
-        auto [read_error, read_bytes] = co_await bhttp::async_read(stream, buffer, parser, as_result);
-        if (read_error == bhttp::error::need_buffer) read_error = {};
-        const std::size_t got = chunk.size() - parser.get().body().size;
+      while (!get.body_done()) {
+        auto chunk_read = co_await get.read_body(chunk);
+        const std::size_t got = chunk_read.bytes;
+        const auto& read_error = chunk_read.error;
         if (got > 0) {
           received += got;
           int fd = part.fd;
@@ -454,15 +376,15 @@ asio::awaitable<DownloadResult> Downloader::download(DownloadRequest request,
           }
         }
         if (read_error) {
-          if (read_error == bhttp::error::body_limit) {
+          if (http::is_body_limit(read_error.error)) {
             out.failure = Failure{FailureClass::too_large, "body exceeds outputs.max_bytes " + std::to_string(request.max_bytes)};
-          } else if (read_error == beast::error::timeout) {
+          } else if (http::is_timeout(read_error.error)) {
             out.failure = Failure{FailureClass::transport,
                                   Clock::now() >= deadline ? "deadline of the download exceeded after " + std::to_string(received) + " bytes"
                                                            : "transfer stalled after " + std::to_string(received) + " bytes"};
           } else {
             out.failure = Failure{FailureClass::transport, "reading the body after " + std::to_string(received) +
-                                                               " bytes: " + read_error.message()};
+                                                               " bytes: " + read_error.error.message()};
           }
           co_return out;
         }
@@ -471,7 +393,7 @@ asio::awaitable<DownloadResult> Downloader::download(DownloadRequest request,
         out.failure = Failure{FailureClass::size, *problem};
         co_return out;
       }
-      lowest.close();  // nothing more to read; the fsync below may take a while
+      get.close();  // nothing more to read; the fsync below may take a while
       part.active = false;
       auto commit_error = co_await state->on_file_thread([fd = part.fd, dir, paths, received] {
         return commit_part(fd, dir, paths, received);
@@ -484,14 +406,9 @@ asio::awaitable<DownloadResult> Downloader::download(DownloadRequest request,
       co_return out;
     };
 
-    Exchange outcome;
-    if (connection->tls) {
-      outcome = co_await exchange(*connection->tls);
-    } else {
-      outcome = co_await exchange(*connection->plain);
-    }
-    connection->lowest().close();
-    result.http_status = outcome.status;
+    Exchange outcome = co_await exchange();
+    get.close();
+    if (outcome.connected) result.http_status = outcome.status;
     if (outcome.failure) co_return fail(outcome.failure->failure, std::move(outcome.failure->message));
     if (outcome.redirect) {
       if (hop >= request.max_redirects) {

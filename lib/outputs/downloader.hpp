@@ -3,7 +3,8 @@
 // verified), following up to a few redirects, streamed to dir/.<id>.mp4.part in chunks
 // (the body is never held in memory), checked against Content-Length and
 // outputs.max_bytes, fsynced and renamed to dir/<id>.mp4, then the directory fsynced.
-// On any failure the part file is removed. It shares nothing with the API client: a
+// On any failure the part file is removed. It connects the way the API client does
+// (lib/http's Connector and StreamingGet) but shares no connection or limit with it: a
 // download never waits for, or spends, the API's connections or limits.
 //
 // Blocking file work (open, write, fsync, rename) runs on the downloader's own small
@@ -14,6 +15,7 @@
 // the winner's data.
 #pragma once
 
+#include "http/connect.hpp"
 #include "outputs/download.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
@@ -21,7 +23,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 
@@ -52,23 +53,20 @@ class Cancellation {
  public:
   // Aborts the current network operation; the download then ends as `interrupted`
   // and removes its part file.
-  void cancel() {
-    cancelled_ = true;
-    if (abort_) abort_();
-  }
-  bool cancelled() const { return cancelled_; }
+  void cancel() { interrupt_.trigger(); }
+  bool cancelled() const { return interrupt_.triggered(); }
 
  private:
   friend class Downloader;
-  bool cancelled_ = false;
-  std::function<void()> abort_;  // closes whatever the download is waiting on now
+  http::Interrupt interrupt_;  // closes whatever the download is waiting on now
 };
 
 class Downloader {
  public:
-  // executor: where sockets live (the engine's network thread). verify_tls false is for
-  // tests against self-signed servers only.
-  explicit Downloader(boost::asio::any_io_executor executor, bool verify_tls = true);
+  // executor: where sockets live (the engine's network thread). connect: the same
+  // options the API client connects with (verify_tls false is for tests against
+  // self-signed servers only).
+  explicit Downloader(boost::asio::any_io_executor executor, http::ConnectOptions connect = {});
   ~Downloader();
   Downloader(const Downloader&) = delete;
   Downloader& operator=(const Downloader&) = delete;

@@ -1,7 +1,8 @@
 // The shared HTTP server and client over real TCP on 127.0.0.1 with port 0: round
 // trips, keep-alive reuse, the connection cap, deadlines, limits, malformed and slow
 // peers, a handler's Delivery (reset, reset mid-body), shutdown, and the retry of a
-// stale pooled connection. Raw sockets stand in
+// stale pooled connection; and the streaming GET that downloads use (chunks, stall
+// deadline, body limit, interrupt). Raw sockets stand in
 // for misbehaving peers that the client would never imitate.
 //
 // Each test runs its io_context on the test thread until the test coroutine finishes
@@ -9,7 +10,9 @@
 // touched from one thread and no sleep stands in for a condition.
 #include "http/address.hpp"
 #include "http/client.hpp"
+#include "http/connect.hpp"
 #include "http/server.hpp"
+#include "http/streaming.hpp"
 
 #include <doctest/doctest.h>
 
@@ -36,6 +39,7 @@
 #include <exception>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace asio = boost::asio;
 namespace bhttp = boost::beast::http;
@@ -740,7 +744,7 @@ TEST_CASE("http client: https with SNI, certificate verification, and reuse") {
   asio::co_spawn(io, tls_server(acceptor, server_context, accepted), asio::detached);
 
   ClientOptions trusting;
-  trusting.verify_tls = false;
+  trusting.connect.verify_tls = false;
   Client unverified(io.get_executor(), url, trusting);
   Client verified(io.get_executor(), url, {});
   run_test(io, [&]() -> asio::awaitable<void> {
@@ -778,4 +782,178 @@ TEST_CASE("http client: bad options and URLs are refused at construction") {
   no_connections.max_connections = 0;
   CHECK_THROWS_AS(Client(io.get_executor(), "http://localhost", no_connections),
                   std::invalid_argument);
+}
+
+// ---- streaming GET (what downloads use) -------------------------------------------
+
+namespace {
+
+using klingq::http::Connector;
+using klingq::http::Interrupt;
+using klingq::http::StreamingGet;
+using klingq::http::StreamingRequest;
+
+StreamingRequest streaming_request(const tcp::acceptor& acceptor, std::string target) {
+  StreamingRequest request;
+  auto port = std::to_string(acceptor.local_endpoint().port());
+  request.origin = {false, "127.0.0.1", port};
+  request.host_header = "127.0.0.1:" + port;
+  request.target = std::move(target);
+  request.body_limit = 1024 * 1024;
+  request.stall_timeout = 5000ms;
+  request.deadline = std::chrono::steady_clock::now() + 5000ms;
+  return request;
+}
+
+// Accepts one connection, keeps the request head it read in `head`, writes `answer`
+// and, unless `hold` is set, closes; with `hold` it keeps the socket open and silent
+// until the client goes (a stalled origin).
+asio::awaitable<void> one_shot_server(tcp::acceptor& acceptor, std::string& head, std::string answer,
+                                      bool hold = false) {
+  auto socket = co_await acceptor.async_accept(asio::use_awaitable);
+  std::string buffer;
+  auto [error, size] = co_await asio::async_read_until(socket, asio::dynamic_buffer(buffer), "\r\n\r\n", as_result);
+  if (error) co_return;
+  head = buffer.substr(0, size);
+  co_await asio::async_write(socket, asio::buffer(answer), as_result);
+  if (!hold) co_return;
+  std::string rest;
+  co_await asio::async_read(socket, asio::dynamic_buffer(rest), as_result);  // until the client closes
+}
+
+}  // namespace
+
+TEST_CASE("http streaming get: the header first, then the body in the caller's chunks") {
+  asio::io_context io;
+  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  std::string body;
+  for (int i = 0; i < 10000; ++i) body += static_cast<char>('a' + i % 26);
+  std::string head;
+  asio::co_spawn(io,
+                 one_shot_server(acceptor, head,
+                                 "HTTP/1.1 200 OK\r\nContent-Length: 10000\r\nX-Origin: test\r\n\r\n" + body),
+                 asio::detached);
+  Connector connector(io.get_executor(), {});
+  run_test(io, [&]() -> asio::awaitable<void> {
+    StreamingGet get(connector);
+    auto request = streaming_request(acceptor, "/video.mp4?sig=1");
+    request.headers = {{"User-Agent", "klingq-test"}};
+    auto error = co_await get.start(request, nullptr);
+    REQUIRE_FALSE(error);
+    CHECK(get.status() == 200);
+    CHECK(get.header("x-origin") == "test");  // names are case-insensitive
+    CHECK(get.header("X-Missing").empty());
+    REQUIRE(get.content_length());
+    CHECK(*get.content_length() == 10000);
+    std::string received;
+    std::vector<char> chunk(3000);
+    int reads = 0;
+    while (!get.body_done()) {
+      auto [bytes, read_error] = co_await get.read_body(chunk);
+      REQUIRE_FALSE(read_error);
+      CHECK(bytes <= chunk.size());
+      received.append(chunk.data(), bytes);
+      ++reads;
+    }
+    CHECK(received == body);
+    CHECK(reads >= 4);  // 10000 bytes through a 3000-byte buffer
+  }());
+  CHECK(head.rfind("GET /video.mp4?sig=1 HTTP/1.1\r\n", 0) == 0);
+  CHECK(head.find("Host: 127.0.0.1:" + std::to_string(acceptor.local_endpoint().port()) + "\r\n") != std::string::npos);
+  CHECK(head.find("User-Agent: klingq-test\r\n") != std::string::npos);
+  CHECK(head.find("Connection: close\r\n") != std::string::npos);
+}
+
+TEST_CASE("http streaming get: a stalled body fails at the stall deadline, long before the exchange's") {
+  asio::io_context io;
+  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  std::string head;
+  asio::co_spawn(io, one_shot_server(acceptor, head, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial", true),
+                 asio::detached);
+  Connector connector(io.get_executor(), {});
+  run_test(io, [&]() -> asio::awaitable<void> {
+    StreamingGet get(connector);
+    auto request = streaming_request(acceptor, "/stall.mp4");
+    request.stall_timeout = 200ms;
+    REQUIRE_FALSE(co_await get.start(request, nullptr));
+    std::vector<char> chunk(4096);
+    auto started = std::chrono::steady_clock::now();
+    auto [bytes, read_error] = co_await get.read_body(chunk);
+    auto waited = std::chrono::steady_clock::now() - started;
+    CHECK(read_error);
+    CHECK(read_error.step == klingq::http::Step::read_body);
+    CHECK(klingq::http::is_timeout(read_error.error));
+    CHECK(bytes == 7);  // what arrived before the stall is the caller's
+    CHECK(waited >= 200ms);
+    CHECK(waited < 2000ms);  // slack for a loaded machine, far below the 5 s deadline
+  }());
+}
+
+TEST_CASE("http streaming get: a body beyond body_limit is an error") {
+  asio::io_context io;
+  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  std::string head;
+  // No Content-Length: the body runs until the close, so only its bytes can exceed the limit.
+  asio::co_spawn(io, one_shot_server(acceptor, head, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + std::string(5000, 'x')),
+                 asio::detached);
+  Connector connector(io.get_executor(), {});
+  run_test(io, [&]() -> asio::awaitable<void> {
+    StreamingGet get(connector);
+    auto request = streaming_request(acceptor, "/big.mp4");
+    request.body_limit = 1000;
+    REQUIRE_FALSE(co_await get.start(request, nullptr));
+    CHECK_FALSE(get.content_length());
+    std::vector<char> chunk(512);
+    klingq::http::StreamingError failed;
+    std::size_t received = 0;
+    while (!get.body_done() && !failed) {
+      auto [bytes, read_error] = co_await get.read_body(chunk);
+      received += bytes;
+      failed = read_error;
+    }
+    CHECK(klingq::http::is_body_limit(failed.error));
+    CHECK(received <= 1000);
+  }());
+}
+
+TEST_CASE("http streaming get: an interrupt aborts a silent server's wait at once, and later starts too") {
+  asio::io_context io;
+  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  Interrupt interrupt;
+  int accepted = 0;
+  // The origin reads the request and never answers; having read it, it pulls the plug
+  // the way klingqd's SIGTERM does (the client is then waiting for the header).
+  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+    auto socket = co_await acceptor.async_accept(asio::use_awaitable);
+    ++accepted;
+    std::string buffer;
+    co_await read_request_head(socket, buffer);
+    interrupt.trigger();
+    std::string rest;
+    co_await asio::async_read(socket, asio::dynamic_buffer(rest), as_result);
+    for (;;) {
+      auto [error, later] = co_await acceptor.async_accept(as_result);
+      if (error) co_return;
+      ++accepted;
+    }
+  }, asio::detached);
+  Connector connector(io.get_executor(), {});
+  run_test(io, [&]() -> asio::awaitable<void> {
+    auto started = std::chrono::steady_clock::now();
+    {
+      StreamingGet get(connector);
+      auto error = co_await get.start(streaming_request(acceptor, "/never.mp4"), &interrupt);
+      CHECK(error);
+      CHECK(error.step == klingq::http::Step::read_header);
+      CHECK_FALSE(klingq::http::is_timeout(error.error));
+    }
+    CHECK(std::chrono::steady_clock::now() - started < 2000ms);  // not the 5 s deadline
+    CHECK(interrupt.triggered());
+    // Once triggered, a new exchange fails before it connects.
+    StreamingGet again(connector);
+    auto error = co_await again.start(streaming_request(acceptor, "/never.mp4"), &interrupt);
+    CHECK(error.error == asio::error::operation_aborted);
+    CHECK(error.step == klingq::http::Step::resolve);
+  }());
+  CHECK(accepted == 1);
 }
