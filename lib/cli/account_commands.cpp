@@ -1,7 +1,9 @@
 // klingq pause, resume and limits: the shared klingq.account row that every klingqd
-// instance reads before it claims work.
+// instance reads before it claims work. The statements are lib/db's (db/operator.hpp).
 #include "cli/context.hpp"
-#include "cli/queries.hpp"
+
+#include "db/jobs.hpp"
+#include "db/operator.hpp"
 
 #include <boost/json.hpp>
 #include <pqxx/pqxx>
@@ -12,9 +14,9 @@ namespace klingq::cli {
 namespace {
 constexpr const char* account_name = "default";
 
-void note_halt(Context& context, const pqxx::result& rows) {
-  if (!rows.empty() && !rows[0][0].is_null()) {
-    context.err << "klingq: note: dispatch is also halted by the API: " << rows[0][0].c_str()
+void note_halt(Context& context, const std::optional<std::string>& halted_reason) {
+  if (halted_reason) {
+    context.err << "klingq: note: dispatch is also halted by the API: " << *halted_reason
                 << " (fix the API key; klingqd clears this)\n";
   }
 }
@@ -25,7 +27,7 @@ int run_pause(Context& context) {
   auto reason = context.arguments.value("--reason");
   auto connection = context.connect();
   pqxx::work tx(*connection);
-  auto rows = tx.exec_params(queries::account_pause, reason);
+  auto halted_reason = db::account_admin::pause(tx, reason);
   tx.commit();
   if (context.json()) {
     print_json(context.out, boost::json::object{
@@ -36,7 +38,7 @@ int run_pause(Context& context) {
     context.out << "dispatch paused" << (reason ? " (" + *reason + ")" : std::string())
                 << "; submitted jobs still complete. `klingq resume` to continue.\n";
   }
-  note_halt(context, rows);
+  note_halt(context, halted_reason);
   return exit_ok;
 }
 
@@ -44,16 +46,16 @@ int run_resume(Context& context) {
   if (!context.arguments.operands.empty()) throw UsageError("resume takes no operands");
   auto connection = context.connect();
   pqxx::work tx(*connection);
-  auto rows = tx.exec(queries::account_resume);
+  auto halted_reason = db::account_admin::resume(tx);
   // Wake the dispatchers now rather than at their next safety poll.
-  tx.exec_params(queries::notify_jobs, std::string("resume"));
+  db::jobs::notify(tx, "resume");
   tx.commit();
   if (context.json()) {
     print_json(context.out, boost::json::object{{"account", account_name}, {"paused", false}});
   } else {
     context.out << "dispatch resumed\n";
   }
-  note_halt(context, rows);
+  note_halt(context, halted_reason);
   return exit_ok;
 }
 
@@ -61,8 +63,8 @@ int run_limits(Context& context) {
   if (!context.arguments.operands.empty()) throw UsageError("limits takes no operands");
   auto connection = context.connect();
   pqxx::read_transaction tx(*connection);
-  auto rows = tx.exec(queries::limit_state_select);
-  if (rows.empty()) {
+  auto state = db::account_admin::limit_state(tx);
+  if (!state) {
     if (context.json()) {
       print_json(context.out, boost::json::object{{"account", nullptr}});
     } else {
@@ -71,58 +73,58 @@ int run_limits(Context& context) {
     }
     return exit_ok;
   }
-  const auto& r = rows[0];
+  const auto& r = *state;
   if (context.json()) {
-    auto window = [&](int limit, int remaining, int reset, int paused) {
-      boost::json::object object{{"limit", json_int(r[limit])},
-                                 {"reset_at", json_time(r[reset])},
-                                 {"paused_until", json_time(r[paused])}};
-      if (remaining >= 0) object["remaining"] = json_int(r[remaining]);
-      return object;
+    auto window = [](std::int64_t limit, const std::optional<std::int64_t>& remaining,
+                     const std::optional<std::string>& reset, const std::optional<std::string>& paused) {
+      return boost::json::object{{"limit", limit},
+                                 {"reset_at", json_time(reset)},
+                                 {"paused_until", json_time(paused)},
+                                 {"remaining", json_int(remaining)}};
     };
-    auto rpm = window(2, 3, 4, 5);
-    auto day = window(6, 8, 9, 10);
-    day["used"] = json_int(r[7]);
-    boost::json::object parallel{{"limit", json_int(r[11])},
-                                 {"in_flight", json_int(r[12])},
-                                 {"paused_until", json_time(r[13])}};
+    auto rpm = window(r.rpm_limit, r.rpm_remaining, r.rpm_reset_at, r.rpm_paused_until);
+    auto day = window(r.day_limit, r.day_remaining, r.day_reset_at, r.day_paused_until);
+    day["used"] = r.day_used;
+    boost::json::object parallel{{"limit", r.parallel_limit},
+                                 {"in_flight", r.in_flight},
+                                 {"paused_until", json_time(r.parallel_paused_until)}};
     print_json(context.out, boost::json::object{
-                                {"account", r[0].c_str()},
-                                {"limits_source", r[1].c_str()},
+                                {"account", r.account},
+                                {"limits_source", r.limits_source},
                                 {"rpm", rpm},
                                 {"day", day},
                                 {"parallel", parallel},
-                                {"in_flight", json_int(r[12])},
-                                {"balance", json_int(r[14])},
-                                {"balance_at", json_time(r[15])},
-                                {"halted_reason", json_text(r[16])},
-                                {"halted_at", json_time(r[17])},
-                                {"paused", r[18].as<bool>()},
-                                {"paused_reason", json_text(r[19])},
-                                {"updated_at", json_time(r[20])}});
+                                {"in_flight", r.in_flight},
+                                {"balance", json_int(r.balance)},
+                                {"balance_at", json_time(r.balance_at)},
+                                {"halted_reason", json_text(r.halted_reason)},
+                                {"halted_at", json_time(r.halted_at)},
+                                {"paused", r.paused},
+                                {"paused_reason", json_text(r.paused_reason)},
+                                {"updated_at", json_time(r.updated_at)}});
     return exit_ok;
   }
-  auto limit_text = [](const pqxx::field& f) {
-    if (f.is_null()) return std::string("?");
-    return f.as<std::int64_t>() == 0 ? std::string("unlimited") : std::string(f.c_str());
-  };
-  auto time_text = [](const pqxx::field& f) { return f.is_null() ? std::string("-") : iso_time(f.c_str()); };
-  context.out << "account " << r[0].c_str() << " (limits from " << r[1].c_str() << ")\n\n";
+  auto limit_text = [](std::int64_t limit) { return limit == 0 ? std::string("unlimited") : std::to_string(limit); };
+  auto time_text = [](const std::optional<std::string>& t) { return t ? iso_time(*t) : std::string("-"); };
+  context.out << "account " << r.account << " (limits from " << r.limits_source << ")\n\n";
   print_table(context.out, {"window", "limit", "remaining", "used", "resets at", "paused until"},
-              {{"requests/min", limit_text(r[2]), text_or(r[3], "?"), "-", time_text(r[4]), time_text(r[5])},
-               {"jobs/day", limit_text(r[6]), text_or(r[8], "?"), r[7].c_str(), time_text(r[9]), time_text(r[10])},
-               {"parallel", limit_text(r[11]), "-", r[12].c_str(), "-", time_text(r[13])}});
-  context.out << "\nin flight: " << r[12].c_str() << "\n";
+              {{"requests/min", limit_text(r.rpm_limit), text_or(r.rpm_remaining, "?"), "-", time_text(r.rpm_reset_at),
+                time_text(r.rpm_paused_until)},
+               {"jobs/day", limit_text(r.day_limit), text_or(r.day_remaining, "?"), std::to_string(r.day_used),
+                time_text(r.day_reset_at), time_text(r.day_paused_until)},
+               {"parallel", limit_text(r.parallel_limit), "-", std::to_string(r.in_flight), "-",
+                time_text(r.parallel_paused_until)}});
+  context.out << "\nin flight: " << std::to_string(r.in_flight) << "\n";
   context.out << "balance: "
-              << (r[14].is_null() ? std::string("unknown")
-                                  : std::string(r[14].c_str()) + " credits as of " + time_text(r[15]))
+              << (r.balance ? std::to_string(*r.balance) + " credits as of " + time_text(r.balance_at)
+                            : std::string("unknown"))
               << "\n";
   context.out << "paused: "
-              << (r[18].as<bool>() ? "yes" + (r[19].is_null() ? std::string() : std::string(" (") + r[19].c_str() + ")")
-                                   : std::string("no"))
+              << (r.paused ? "yes" + (r.paused_reason ? " (" + *r.paused_reason + ")" : std::string())
+                           : std::string("no"))
               << "\n";
-  if (!r[16].is_null()) {
-    context.out << "HALTED: " << r[16].c_str() << " since " << time_text(r[17]) << "\n";
+  if (r.halted_reason) {
+    context.out << "HALTED: " << *r.halted_reason << " since " << time_text(r.halted_at) << "\n";
   }
   return exit_ok;
 }

@@ -8,7 +8,6 @@
 
 #include <boost/json/value.hpp>
 #include <pqxx/connection>
-#include <pqxx/field>
 
 #include <cstdint>
 #include <iosfwd>
@@ -51,10 +50,13 @@ int run_estimate(Context&);
 void print_json(std::ostream& out, const boost::json::value& value);
 // "2025-01-31 12:00:00.123+00" (a timestamptz as text in a UTC session) -> ISO 8601.
 std::string iso_time(const std::string& postgres_text);
-boost::json::value json_time(const pqxx::field& field);     // ISO string or null
-boost::json::value json_int(const pqxx::field& field);      // number or null
-boost::json::value json_text(const pqxx::field& field);     // string or null
-std::string text_or(const pqxx::field& field, const std::string& if_null);
+// A column NULL or not, the way the commands print it (lib/db hands time stamps over as
+// PostgreSQL's text).
+boost::json::value json_time(const std::optional<std::string>& postgres_text);  // ISO string or null
+boost::json::value json_int(const std::optional<std::int64_t>& value);          // number or null
+boost::json::value json_text(const std::optional<std::string>& text);           // string or null
+std::string text_or(const std::optional<std::string>& text, const std::string& if_null);
+std::string text_or(const std::optional<std::int64_t>& value, const std::string& if_null);
 // "3d 4h", "12m 5s", "42s"
 std::string human_duration(double seconds);
 // Left-aligned columns; widths count UTF-8 code points.
@@ -64,7 +66,7 @@ void print_table(std::ostream& out, const std::vector<std::string>& headers,
 std::string one_line(const std::string& text, std::size_t max_chars);
 // Parses a positive integer option; throws UsageError naming the option.
 std::int64_t positive_integer(const std::string& option, const std::string& text);
-// Job ids from operands as a PostgreSQL array literal "{1,2}"; throws UsageError.
-std::string id_array(const std::vector<std::string>& operands, std::vector<std::int64_t>& ids);
+// Job ids from operands, in their order; throws UsageError naming a bad one.
+std::vector<std::int64_t> job_ids(const std::vector<std::string>& operands);
 
 }  // namespace klingq::cli

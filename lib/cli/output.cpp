@@ -25,23 +25,27 @@ std::string iso_time(const std::string& text) {
   return iso;
 }
 
-boost::json::value json_time(const pqxx::field& field) {
-  if (field.is_null()) return nullptr;
-  return boost::json::value(iso_time(field.c_str()));
+boost::json::value json_time(const std::optional<std::string>& text) {
+  if (!text) return nullptr;
+  return boost::json::value(iso_time(*text));
 }
 
-boost::json::value json_int(const pqxx::field& field) {
-  if (field.is_null()) return nullptr;
-  return boost::json::value(field.as<std::int64_t>());
+boost::json::value json_int(const std::optional<std::int64_t>& value) {
+  if (!value) return nullptr;
+  return boost::json::value(*value);
 }
 
-boost::json::value json_text(const pqxx::field& field) {
-  if (field.is_null()) return nullptr;
-  return boost::json::value(field.c_str());
+boost::json::value json_text(const std::optional<std::string>& text) {
+  if (!text) return nullptr;
+  return boost::json::value(*text);
 }
 
-std::string text_or(const pqxx::field& field, const std::string& if_null) {
-  return field.is_null() ? if_null : std::string(field.c_str());
+std::string text_or(const std::optional<std::string>& text, const std::string& if_null) {
+  return text ? *text : if_null;
+}
+
+std::string text_or(const std::optional<std::int64_t>& value, const std::string& if_null) {
+  return value ? std::to_string(*value) : if_null;
 }
 
 std::string human_duration(double seconds) {
@@ -103,15 +107,10 @@ std::int64_t positive_integer(const std::string& option, const std::string& text
   return value;
 }
 
-std::string id_array(const std::vector<std::string>& operands, std::vector<std::int64_t>& ids) {
-  std::string array = "{";
-  for (const auto& operand : operands) {
-    auto id = positive_integer("a job id", operand);
-    ids.push_back(id);
-    if (array.size() > 1) array += ",";
-    array += std::to_string(id);
-  }
-  return array + "}";
+std::vector<std::int64_t> job_ids(const std::vector<std::string>& operands) {
+  std::vector<std::int64_t> ids;
+  for (const auto& operand : operands) ids.push_back(positive_integer("a job id", operand));
+  return ids;
 }
 
 }  // namespace klingq::cli

@@ -1,7 +1,9 @@
-// klingq status, jobs, cancel, retry and estimate: reading and steering the queue.
+// klingq status, jobs, cancel, retry and estimate: reading and steering the queue. The
+// statements are lib/db's (db/operator.hpp); here what they mean to the operator.
 #include "cli/context.hpp"
-#include "cli/queries.hpp"
 
+#include "db/jobs.hpp"
+#include "db/operator.hpp"
 #include "loader/job.hpp"
 
 #include <boost/json.hpp>
@@ -40,7 +42,7 @@ int run_status(Context& context) {
   auto batch = batch_option(context);
   auto connection = context.connect();
   pqxx::read_transaction tx(*connection);
-  auto rows = tx.exec_params(queries::queue_summary_select, batch);
+  auto rows = db::queue_summary::select(tx, batch);
 
   boost::json::object totals = zero_states();
   std::map<std::optional<std::string>, boost::json::object> by_batch;
@@ -49,20 +51,17 @@ int run_status(Context& context) {
   std::optional<double> oldest_queued_seconds;
   std::optional<std::string> oldest_queued_at;
   for (const auto& row : rows) {
-    std::string state = row[0].c_str();
-    std::optional<std::string> row_batch;
-    if (!row[1].is_null()) row_batch = row[1].c_str();
-    auto jobs = row[2].as<std::int64_t>();
-    totals[state] = totals[state].as_int64() + jobs;
-    total += jobs;
-    auto [entry, inserted] = by_batch.try_emplace(row_batch, zero_states());
-    entry->second[state] = jobs;
-    if (state == "submitted" || state == "completed") credits_spent += row[3].as<std::int64_t>();
-    if (state == "queued" && !row[5].is_null()) {
-      double age = row[5].as<double>();
+    const std::string& state = row.state;
+    totals[state] = totals[state].as_int64() + row.jobs;
+    total += row.jobs;
+    auto [entry, inserted] = by_batch.try_emplace(row.batch, zero_states());
+    entry->second[state] = row.jobs;
+    if (state == "submitted" || state == "completed") credits_spent += row.credit_cost;
+    if (state == "queued" && row.oldest_age_seconds) {
+      double age = *row.oldest_age_seconds;
       if (!oldest_queued_seconds || age > *oldest_queued_seconds) {
         oldest_queued_seconds = age;
-        oldest_queued_at = iso_time(row[4].c_str());
+        oldest_queued_at = iso_time(row.oldest_created_at);
       }
     }
   }
@@ -129,33 +128,33 @@ int run_jobs(Context& context) {
   if (auto text = context.arguments.value("--limit")) limit = positive_integer("--limit", *text);
   auto connection = context.connect();
   pqxx::read_transaction tx(*connection);
-  auto rows = tx.exec_params(queries::jobs_list, state, batch_option(context), limit);
+  auto rows = db::jobs_admin::list(tx, state, batch_option(context), limit);
 
   if (context.json()) {
     boost::json::array jobs;
-    for (const auto& row : rows) {
-      jobs.push_back(boost::json::object{{"id", row[0].as<std::int64_t>()},
-                                         {"state", row[1].c_str()},
-                                         {"attempts", row[2].as<std::int64_t>()},
-                                         {"remote_id", json_text(row[3])},
-                                         {"credit_cost", json_int(row[4])},
-                                         {"prompt", row[5].c_str()},
-                                         {"batch", json_text(row[6])},
-                                         {"error_class", json_text(row[7])},
-                                         {"error_message", json_text(row[8])},
-                                         {"created_at", json_time(row[9])}});
+    for (const auto& job : rows) {
+      jobs.push_back(boost::json::object{{"id", job.id},
+                                         {"state", job.state},
+                                         {"attempts", job.attempts},
+                                         {"remote_id", json_text(job.remote_id)},
+                                         {"credit_cost", json_int(job.credit_cost)},
+                                         {"prompt", job.prompt},
+                                         {"batch", json_text(job.batch)},
+                                         {"error_class", json_text(job.error_class)},
+                                         {"error_message", json_text(job.error_message)},
+                                         {"created_at", json_time(job.created_at)}});
     }
     print_json(context.out, boost::json::object{{"jobs", jobs}});
     return exit_ok;
   }
   std::vector<std::vector<std::string>> table;
-  for (const auto& row : rows) {
+  for (const auto& job : rows) {
     std::string error;
-    if (!row[8].is_null() || !row[7].is_null()) {
-      error = text_or(row[7], "?") + ": " + one_line(text_or(row[8], ""), 60);
+    if (job.error_message || job.error_class) {
+      error = text_or(job.error_class, "?") + ": " + one_line(text_or(job.error_message, ""), 60);
     }
-    table.push_back({row[0].c_str(), row[1].c_str(), row[2].c_str(), text_or(row[3], "-"),
-                     text_or(row[4], "-"), one_line(row[5].c_str(), 40), error});
+    table.push_back({std::to_string(job.id), job.state, std::to_string(job.attempts), text_or(job.remote_id, "-"),
+                     text_or(job.credit_cost, "-"), one_line(job.prompt, 40), error});
   }
   print_table(context.out, {"id", "state", "attempts", "remote_id", "credits", "prompt", "last error"},
               table);
@@ -170,26 +169,20 @@ int run_cancel(Context& context) {
   const auto& operands = context.arguments.operands;
   if (batch.has_value() == !operands.empty()) throw UsageError("cancel needs job IDs or --batch LABEL");
   std::vector<std::int64_t> ids;
-  std::string id_list;
-  if (!batch) id_list = id_array(operands, ids);
+  if (!batch) ids = job_ids(operands);
 
   auto connection = context.connect();
   pqxx::work tx(*connection);
-  auto cancelled = batch ? tx.exec_params(queries::cancel_by_batch, *batch)
-                         : tx.exec_params(queries::cancel_by_ids, id_list);
-  std::set<std::int64_t> done;
-  for (const auto& row : cancelled) done.insert(row[0].as<std::int64_t>());
+  auto cancelled = batch ? db::jobs_admin::cancel_by_batch(tx, *batch) : db::jobs_admin::cancel_by_ids(tx, ids);
+  std::set<std::int64_t> done(cancelled.begin(), cancelled.end());
 
   // Why the others were not cancelled.
   boost::json::array refused;
   std::vector<std::string> messages;
   bool empty_batch = false;
   if (batch) {
-    auto by_state = tx.exec_params(queries::batch_states, *batch);
     std::int64_t in_batch = 0;
-    for (const auto& row : by_state) {
-      std::string state = row[0].c_str();
-      auto count = row[1].as<std::int64_t>();
+    for (const auto& [state, count] : db::jobs_admin::count_batch_by_state(tx, *batch)) {
       in_batch += count;
       std::string reason;
       if (state == "submitted") reason = "already accepted and charged by the API";
@@ -204,10 +197,9 @@ int run_cancel(Context& context) {
       messages.push_back("no jobs in batch \"" + *batch + "\"");
     }
   } else {
-    auto current = tx.exec_params(queries::jobs_state_by_ids, id_list);
     std::map<std::int64_t, std::pair<std::string, std::string>> found;
-    for (const auto& row : current) {
-      found[row[0].as<std::int64_t>()] = {row[1].c_str(), text_or(row[3], "")};
+    for (const auto& job : db::jobs_admin::state_by_ids(tx, ids)) {
+      found[job.id] = {job.state, text_or(job.lease_expires_at, "")};
     }
     for (auto id : ids) {
       if (done.count(id)) continue;
@@ -249,21 +241,18 @@ int run_retry(Context& context) {
   bool by_selection = batch.has_value() || failed_only;
   if (by_selection == !operands.empty()) throw UsageError("retry needs job IDs, --batch LABEL or --failed");
   std::vector<std::int64_t> ids;
-  std::string id_list;
-  if (!by_selection) id_list = id_array(operands, ids);
+  if (!by_selection) ids = job_ids(operands);
 
   auto connection = context.connect();
   pqxx::work tx(*connection);
-  auto retried = by_selection ? tx.exec_params(queries::retry_by_selection, batch, failed_only)
-                              : tx.exec_params(queries::retry_by_ids, id_list);
-  std::set<std::int64_t> done;
-  for (const auto& row : retried) done.insert(row[0].as<std::int64_t>());
+  auto retried = by_selection ? db::jobs_admin::retry_by_selection(tx, batch, failed_only)
+                              : db::jobs_admin::retry_by_ids(tx, ids);
+  std::set<std::int64_t> done(retried.begin(), retried.end());
   boost::json::array refused;
   std::vector<std::string> messages;
   if (!by_selection) {
-    auto current = tx.exec_params(queries::jobs_state_by_ids, id_list);
     std::map<std::int64_t, std::string> found;
-    for (const auto& row : current) found[row[0].as<std::int64_t>()] = row[1].c_str();
+    for (const auto& job : db::jobs_admin::state_by_ids(tx, ids)) found[job.id] = job.state;
     for (auto id : ids) {
       if (done.count(id)) continue;
       auto it = found.find(id);
@@ -273,7 +262,7 @@ int run_retry(Context& context) {
       messages.push_back("job " + std::to_string(id) + " not retried: " + reason);
     }
   }
-  if (!done.empty()) tx.exec_params(queries::notify_jobs, std::string("retry"));
+  if (!done.empty()) db::jobs::notify(tx, "retry");
   tx.commit();
 
   if (context.json()) {
@@ -294,16 +283,16 @@ int run_estimate(Context& context) {
   auto batch = batch_option(context);
   auto connection = context.connect();
   pqxx::read_transaction tx(*connection);
-  auto rows = tx.exec_params(queries::pending_by_price, batch);
-  auto account = tx.exec(queries::account_balance);
+  auto rows = db::jobs_admin::count_queued_by_price(tx, batch);
+  auto account = db::account_admin::balance(tx);
 
   std::int64_t jobs = 0, credits = 0;
   boost::json::array breakdown;
   std::vector<std::vector<std::string>> table;
   for (const auto& row : rows) {
-    std::string mode = row[0].c_str();
-    int duration = row[1].as<int>();
-    auto count = row[2].as<std::int64_t>();
+    const std::string& mode = row.mode;
+    int duration = row.duration;
+    auto count = row.jobs;
     auto unit = loader::credit_cost(context.cost, mode, duration);
     jobs += count;
     credits += unit * count;
@@ -315,9 +304,9 @@ int run_estimate(Context& context) {
   }
   std::optional<std::int64_t> balance;
   std::optional<std::string> balance_at;
-  if (!account.empty() && !account[0][0].is_null()) {
-    balance = account[0][0].as<std::int64_t>();
-    if (!account[0][1].is_null()) balance_at = iso_time(account[0][1].c_str());
+  if (account && account->credits) {
+    balance = *account->credits;
+    if (account->balance_at) balance_at = iso_time(*account->balance_at);
   }
   std::optional<bool> sufficient;
   std::int64_t shortfall = 0;

@@ -1,7 +1,12 @@
 // Applies the embedded migrations. One transaction for the whole run, so a failing
 // migration leaves the schema exactly as it was; pg_advisory_xact_lock makes
-// concurrent runners (two klingq migrate, or several hosts) wait for each other.
+// concurrent runners (two klingq migrate, or several hosts) wait for each other. The
+// runner's own statements (lock, bookkeeping table, versions) are lib/db/sql/
+// schema_migrations_*.sql and klingq_schema_create.sql; the migrations are schema/*.sql.
 #include "db/migrations.hpp"
+
+#include "db/sql_statements.hpp"
+#include "db/statement.hpp"
 
 #include <pqxx/pqxx>
 
@@ -9,23 +14,12 @@
 
 namespace klingq::db {
 namespace {
+using namespace detail;
 
 // Any fixed 64-bit number unique to klingq's migration runner.
 constexpr long long migration_lock_key = 0x6b6c696e67710001LL;
 
-constexpr const char* create_bookkeeping = R"sql(
-CREATE SCHEMA IF NOT EXISTS klingq;
-CREATE TABLE IF NOT EXISTS klingq.schema_migrations (
-  version    int PRIMARY KEY,
-  name       text NOT NULL,
-  applied_at timestamptz NOT NULL DEFAULT now()
-);
-)sql";
-
-int max_version(pqxx::transaction_base& tx) {
-  auto row = tx.exec1("SELECT coalesce(max(version), 0) FROM klingq.schema_migrations");
-  return row[0].as<int>();
-}
+int max_version(pqxx::transaction_base& tx) { return exec1(tx, sql::schema_migrations_get_version)[0].as<int>(); }
 
 }  // namespace
 
@@ -36,17 +30,18 @@ int required_schema_version() {
 
 std::vector<int> migrate(pqxx::connection& connection) {
   pqxx::work tx(connection);
-  tx.exec_params("SELECT pg_advisory_xact_lock($1)", migration_lock_key);
-  tx.exec(create_bookkeeping);
+  exec(tx, sql::schema_migrations_lock, migration_lock_key);
+  exec(tx, sql::klingq_schema_create);
+  exec(tx, sql::schema_migrations_create);
   std::vector<int> applied_now;
-  auto applied = tx.exec("SELECT version FROM klingq.schema_migrations");
+  auto applied = exec(tx, sql::schema_migrations_list);
   std::vector<int> done;
   for (const auto& row : applied) done.push_back(row[0].as<int>());
   for (const auto& migration : embedded_migrations()) {
     if (std::find(done.begin(), done.end(), migration.version) != done.end()) continue;
+    // A migration file holds many commands: sent as it is (simple query), not prepared.
     tx.exec(migration.sql);
-    tx.exec_params("INSERT INTO klingq.schema_migrations (version, name) VALUES ($1, $2)",
-                   migration.version, std::string(migration.name));
+    exec(tx, sql::schema_migrations_insert, migration.version, std::string(migration.name));
     applied_now.push_back(migration.version);
   }
   tx.commit();
@@ -55,7 +50,7 @@ std::vector<int> migrate(pqxx::connection& connection) {
 
 int current_schema_version(pqxx::connection& connection) {
   pqxx::read_transaction tx(connection);
-  auto exists = tx.exec1("SELECT to_regclass('klingq.schema_migrations') IS NOT NULL");
+  auto exists = exec1(tx, sql::schema_migrations_exists);
   if (!exists[0].as<bool>()) return 0;
   return max_version(tx);
 }

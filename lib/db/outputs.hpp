@@ -1,6 +1,7 @@
 // The statements behind outputs.download (schema/006_outputs.sql): claiming completed
-// jobs whose video is due for download, and recording how each attempt ended. Like
-// queue.hpp, one function per transaction, plain values in and out, no SQL elsewhere.
+// jobs whose video is due for download, and recording how each attempt ended. One
+// function per transaction, plain values in and out; the statements are the files
+// lib/db/sql/downloads_*.sql.
 //
 // A pending download is a row with output_next_at set. Claiming pushes output_next_at
 // to the end of the attempt's lease and counts the attempt; the instance that claimed

@@ -602,3 +602,48 @@ TEST_CASE("estimate prices the queued jobs against the known balance") {
   auto text = klingq_cli(url, {"estimate"});
   CHECK(text.out.find("short by 100 credits") != std::string::npos);
 }
+
+TEST_CASE("by IDs and by batch, cancel and retry change a row alike (their statements are written out twice)") {
+  // lib/db/sql holds jobs_cancel_by_ids/_by_batch and jobs_retry_by_ids/_by_selection
+  // each whole: this catches one of a pair drifting from the other.
+  auto url = PgCluster::shared().migrated_database();
+  pqxx::connection connection(url);
+  std::map<std::string, std::int64_t> ids;
+  {
+    pqxx::work tx(connection);
+    for (const char* name : {"cancel-a", "cancel-b", "retry-a", "retry-b"}) {
+      ids[name] = tx.exec_params1("INSERT INTO klingq.jobs (prompt, batch) VALUES ('same', $1) RETURNING id",
+                                  name)[0].as<std::int64_t>();
+    }
+    tx.exec("UPDATE klingq.jobs SET state = 'dispatching', lease_owner = 'host-gone', "
+            "lease_expires_at = now() - interval '1 minute', wait_reason = 'why' WHERE batch LIKE 'cancel-%'");
+    tx.exec("UPDATE klingq.jobs SET state = 'failed', attempts = 3, remote_id = 'r-' || id, url = 'https://cdn/x.mp4', "
+            "credit_cost = 500, metadata = '{\"m\": 1}', submitted_at = now(), completed_at = now(), "
+            "next_poll_at = now(), polls = 4, "
+            "last_error = '{\"last\": {\"class\": \"remote_failed\", \"message\": \"no\"}, "
+            "\"history\": [{\"class\": \"transient\"}]}' WHERE batch LIKE 'retry-%'");
+    tx.commit();
+  }
+  auto key_of = [&](std::int64_t id) {
+    pqxx::read_transaction tx(connection);
+    return tx.exec_params1("SELECT idempotency_key::text FROM klingq.jobs WHERE id = $1", id)[0].as<std::string>();
+  };
+  const auto key_a = key_of(ids["retry-a"]), key_b = key_of(ids["retry-b"]);
+  CHECK(klingq_cli(url, {"cancel", std::to_string(ids["cancel-a"])}).code == 0);
+  CHECK(klingq_cli(url, {"cancel", "--batch", "cancel-b"}).code == 0);
+  CHECK(klingq_cli(url, {"retry", std::to_string(ids["retry-a"])}).code == 0);
+  CHECK(klingq_cli(url, {"retry", "--batch", "retry-b"}).code == 0);
+
+  // Everything but what tells the rows apart or is the time of the change.
+  auto row_of = [&](std::int64_t id) {
+    pqxx::read_transaction tx(connection);
+    return tx.exec_params1("SELECT (to_jsonb(j) - 'id' - 'batch' - 'idempotency_key' - 'run_after' - "
+                           "'updated_at')::text FROM klingq.jobs j WHERE id = $1", id)[0].as<std::string>();
+  };
+  CHECK(row_of(ids["cancel-a"]) == row_of(ids["cancel-b"]));
+  CHECK(row_of(ids["retry-a"]) == row_of(ids["retry-b"]));
+  CHECK(row_of(ids["retry-a"]).find("\"state\": \"queued\"") != std::string::npos);
+  // The API had accepted both: each gets a new key.
+  CHECK(key_of(ids["retry-a"]) != key_a);
+  CHECK(key_of(ids["retry-b"]) != key_b);
+}
