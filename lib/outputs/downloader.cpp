@@ -196,7 +196,7 @@ bool iequals_ascii(std::string_view a, std::string_view b) {
 }
 
 // Why connecting, sending or reading the header failed, in output_error's words.
-Failure start_failure(const http::StreamingError& error, const Url& url) {
+Failure start_failure(const http::StreamingError& error, const Url& url, std::uint64_t max_bytes) {
   const auto& code = error.error;
   switch (error.step) {
     case http::Step::resolve:
@@ -209,6 +209,12 @@ Failure start_failure(const http::StreamingError& error, const Url& url) {
     case http::Step::send:
       return {FailureClass::transport, "sending the request: " + code.message()};
     case http::Step::read_header:
+      // The parser refuses a Content-Length above its body limit (outputs.max_bytes)
+      // while it reads the header: the video is too large, and no retry makes it smaller.
+      if (http::is_body_limit(code)) {
+        return {FailureClass::too_large, "Content-Length exceeds outputs.max_bytes " + std::to_string(max_bytes)};
+      }
+      break;
     case http::Step::read_body:
       break;
   }
@@ -304,7 +310,7 @@ asio::awaitable<DownloadResult> Downloader::download(DownloadRequest request,
       get_request.stall_timeout = request.stall_timeout;  // a stalled transfer fails well before the deadline
       get_request.deadline = deadline;
       if (auto error = co_await get.start(std::move(get_request), &cancellation->interrupt_)) {
-        out.failure = start_failure(error, *url);
+        out.failure = start_failure(error, *url, request.max_bytes);
         out.connected = error.step != http::Step::resolve && error.step != http::Step::connect &&
                         error.step != http::Step::tls;
         co_return out;

@@ -158,6 +158,23 @@ TEST_CASE("outputs: a download that always fails records output_error after max_
   CHECK_FALSE(Stack::wait_until([&] { return outputs_stat(stack, "requests") > served; }, 1500ms));
 }
 
+TEST_CASE("outputs: a video whose Content-Length is over outputs.max_bytes is given up at once as too_large") {
+  // Found in the restructure: the header parser refused the length first, and the
+  // attempt was recorded as a transport error and retried up to max_attempts.
+  Stack stack({"--plan", "enterprise", "--time-scale", "60", "--gen-seconds", "1:1", "--output-bytes", "5000"});
+  const auto dir = stack.dir + "/videos";
+  stack.insert_jobs(2);
+  stack.start_daemon(with_downloads(stack, dir, {{"outputs.max_attempts", "3"}, {"outputs.max_bytes", "1000"}}));
+  REQUIRE(Stack::wait_until([&] {
+    return stack.scalar("SELECT count(*) FROM klingq.jobs WHERE output_error->>'gave_up' = 'true'") == 2;
+  }, 60s));
+  CHECK(stack.scalar("SELECT count(*) FROM klingq.jobs WHERE state = 'completed' AND output_path IS NULL "
+                     "AND output_attempts = 1 AND output_error->'last'->>'class' = 'too_large' "
+                     "AND output_error->'last'->>'message' LIKE '%exceeds outputs.max_bytes 1000%'") == 2);
+  CHECK(outputs_stat(stack, "requests") == 2);  // one attempt each: never retried
+  CHECK(part_files(dir).empty());
+}
+
 TEST_CASE("outputs: two instances download each video exactly once") {
   constexpr std::size_t size = 50000;
   Stack stack({"--plan", "enterprise", "--time-scale", "60", "--gen-seconds", "1:1", "--output-bytes",
