@@ -1,0 +1,88 @@
+// The provider's day begins at another hour than 00:00 UTC (a UTC+8 provider: 16:00 UTC),
+// end to end: real PostgreSQL, klingq-sim with --day-starts-at, the real klingqd. The
+// simulator's clock is pinned (--clock-start) so its day begins mid-run, 15 s after it
+// starts, whatever the wall clock says. klingqd's own assumption is pinned too
+// (limits.day_starts_at 12 hours from now), so only what the API says can end the hold.
+#include "support/stack.hpp"
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cstdio>
+
+using namespace klingq::testing;
+using namespace std::chrono_literals;
+namespace json = boost::json;
+
+namespace {
+
+long long stat(const json::object& stats, const char* key) { return stats.at(key).to_number<long long>(); }
+
+bool all_terminal(Stack& stack) {
+  return stack.scalar("SELECT count(*) FROM klingq.jobs WHERE state NOT IN ('completed', 'failed', 'cancelled')") == 0;
+}
+
+long long completed(Stack& stack) {
+  return stack.scalar("SELECT count(*) FROM klingq.jobs WHERE state = 'completed'");
+}
+
+// Twelve hours from now as limits.day_starts_at: an assumed reset no test run reaches.
+std::string far_day_start() {
+  auto now = std::chrono::system_clock::now() + 12h;
+  auto minutes = std::chrono::duration_cast<std::chrono::minutes>(now - std::chrono::floor<std::chrono::days>(now)).count();
+  char text[16];
+  std::snprintf(text, sizeof text, "\"%02d:%02dZ\"", static_cast<int>(minutes / 60), static_cast<int>(minutes % 60));
+  return text;
+}
+
+// 60 simulated seconds a real one; the provider's day begins at 16:00 UTC, 15 s (real)
+// after the simulator starts; the next one is 24 simulated hours (24 real minutes) away.
+std::vector<std::string> sim_arguments(int daily, bool reset_day_header) {
+  return {"--plan", "enterprise", "--rpm", "0", "--parallel", "0", "--daily", std::to_string(daily),
+          "--time-scale", "60", "--gen-seconds", "1:1", "--clock-start", "2026-11-25T15:45:00Z",
+          "--day-starts-at", "16:00", "--reset-day-header", reset_day_header ? "yes" : "no"};
+}
+
+std::map<std::string, std::string> daemon_config(Stack& stack, int daily, std::string instance = "instance-0") {
+  return stack.with_webhooks({{"limits.plan", "enterprise"},
+                              {"limits.daily", std::to_string(daily)},
+                              {"limits.day_starts_at", far_day_start()},
+                              // The balance query while held: every second, not every minute.
+                              {"credits.refresh_seconds", "1"},
+                              {"dispatch.instance_id", "\"" + instance + "\""}});
+}
+
+// Runs `daemons` instances over `jobs` rows, `daily` a day: the first day's share drains,
+// the rest is held (not failed) until the simulator's day begins, then drains too.
+void run_day_start(bool reset_day_header, int daemons, int daily, int jobs) {
+  Stack stack(sim_arguments(daily, reset_day_header));
+  stack.insert_jobs(jobs);
+  for (int i = 0; i < daemons; ++i) stack.start_daemon(daemon_config(stack, daily, "instance-" + std::to_string(i)));
+  REQUIRE(Stack::wait_until([&] { return completed(stack) == daily; }, 14s));
+  CHECK(stack.scalar("SELECT count(*) FROM klingq.jobs WHERE state = 'queued'") == jobs - daily);
+  // Well before the assumed reset (12 h away) and before a second simulated day.
+  REQUIRE(Stack::wait_until([&] { return all_terminal(stack); }, 40s));
+  auto stats = stack.sim_stats();
+  CHECK(stats.at("rate_limited").at("daily").to_number<long long>() == 0);  // never faster
+  CHECK(stat(stats, "accepted") == jobs);
+  CHECK(stat(stats, "duplicate_charges") == 0);
+  CHECK(stack.scalar("SELECT count(DISTINCT remote_id) FROM klingq.jobs WHERE remote_id IS NOT NULL") == jobs);
+  // What was learned is in the account row, for a restart and for the other instances.
+  CHECK(stack.scalar("SELECT count(*) FROM klingq.account WHERE day_start_ms IS NOT NULL") == 1);
+  CHECK(stack.text("SELECT day_reset_reported::text FROM klingq.account") == (reset_day_header ? "true" : "false"));
+  CHECK(stack.scalar("SELECT day_used FROM klingq.account") == jobs - daily);
+}
+
+}  // namespace
+
+TEST_CASE("dispatch: the provider's day begins mid-run and its Reset-Day header ends the hold") {
+  run_day_start(true, 1, 5, 8);
+}
+
+TEST_CASE("dispatch: the provider's day begins mid-run without a Reset-Day header: its count ends the hold") {
+  run_day_start(false, 1, 5, 8);
+}
+
+TEST_CASE("dispatch: three instances learn the provider's day from its count without a 429") {
+  run_day_start(false, 3, 6, 10);
+}
