@@ -36,8 +36,9 @@ std::int64_t burst_of(const AccountState& s) { return std::max<std::int64_t>(1, 
 
 // How much lower than ours the API's daily count may read on the same day: besides the
 // submits still on the wire (day_unanswered), a response the API produced before some
-// of our answered submits may arrive after them. Those overlap it, so they hold parallel
-// slots (or, unlimited, go at most a burst at a time).
+// of our answered submits may arrive after them. Those overlapped it, so each held a
+// parallel slot: at most parallel_limit. Without a parallel limit nothing bounds them
+// but the pace; a burst is the guess then, a weaker guarantee.
 std::int64_t reorder_margin(const AccountState& s) {
   return s.parallel_limit > 0 ? s.parallel_limit : burst_of(s);
 }

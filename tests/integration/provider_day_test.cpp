@@ -37,14 +37,16 @@ std::string far_day_start() {
 
 // 60 simulated seconds a real one; the provider's day begins at 16:00 UTC, 15 s (real)
 // after the simulator starts; the next one is 24 simulated hours (24 real minutes) away.
+// Two parallel slots bound how far answers can be reordered (the limiter's margin).
 std::vector<std::string> sim_arguments(int daily, bool reset_day_header) {
-  return {"--plan", "enterprise", "--rpm", "0", "--parallel", "0", "--daily", std::to_string(daily),
+  return {"--plan", "enterprise", "--rpm", "0", "--parallel", "2", "--daily", std::to_string(daily),
           "--time-scale", "60", "--gen-seconds", "1:1", "--clock-start", "2026-11-25T15:45:00Z",
           "--day-starts-at", "16:00", "--reset-day-header", reset_day_header ? "yes" : "no"};
 }
 
 std::map<std::string, std::string> daemon_config(Stack& stack, int daily, std::string instance = "instance-0") {
   return stack.with_webhooks({{"limits.plan", "enterprise"},
+                              {"limits.parallel", "2"},
                               {"limits.daily", std::to_string(daily)},
                               {"limits.day_starts_at", far_day_start()},
                               // The balance query while held: every second, not every minute.
