@@ -44,26 +44,32 @@ std::vector<std::string> sim_arguments(int daily, bool reset_day_header) {
           "--day-starts-at", "16:00", "--reset-day-header", reset_day_header ? "yes" : "no"};
 }
 
-std::map<std::string, std::string> daemon_config(Stack& stack, int daily, std::string instance = "instance-0") {
+// refresh_seconds "300" (klingq's default; the stack's is 1): only the hold's look-again,
+// at least once a minute, asks the API for its count while the daily cap holds.
+std::map<std::string, std::string> daemon_config(Stack& stack, int daily, const std::string& instance,
+                                                 const std::string& refresh_seconds) {
   return stack.with_webhooks({{"limits.plan", "enterprise"},
                               {"limits.parallel", "2"},
                               {"limits.daily", std::to_string(daily)},
                               {"limits.day_starts_at", far_day_start()},
-                              // The balance query while held: every second, not every minute.
-                              {"credits.refresh_seconds", "1"},
+                              {"credits.refresh_seconds", refresh_seconds},
                               {"dispatch.instance_id", "\"" + instance + "\""}});
 }
 
 // Runs `daemons` instances over `jobs` rows, `daily` a day: the first day's share drains,
 // the rest is held (not failed) until the simulator's day begins, then drains too.
-void run_day_start(bool reset_day_header, int daemons, int daily, int jobs) {
+// `drained_within`: from the first day's drain; the simulator's day begins about 13 s later.
+void run_day_start(bool reset_day_header, int daemons, int daily, int jobs, const std::string& refresh_seconds,
+                   std::chrono::milliseconds drained_within) {
   Stack stack(sim_arguments(daily, reset_day_header));
   stack.insert_jobs(jobs);
-  for (int i = 0; i < daemons; ++i) stack.start_daemon(daemon_config(stack, daily, "instance-" + std::to_string(i)));
+  for (int i = 0; i < daemons; ++i) {
+    stack.start_daemon(daemon_config(stack, daily, "instance-" + std::to_string(i), refresh_seconds));
+  }
   REQUIRE(Stack::wait_until([&] { return completed(stack) == daily; }, 14s));
   CHECK(stack.scalar("SELECT count(*) FROM klingq.jobs WHERE state = 'queued'") == jobs - daily);
-  // Well before the assumed reset (12 h away) and before a second simulated day.
-  REQUIRE(Stack::wait_until([&] { return all_terminal(stack); }, 40s));
+  // Well before the assumed reset (12 h away) and before a second simulated day (24 min).
+  REQUIRE(Stack::wait_until([&] { return all_terminal(stack); }, drained_within));
   auto stats = stack.sim_stats();
   CHECK(stats.at("rate_limited").at("daily").to_number<long long>() == 0);  // never faster
   CHECK(stat(stats, "accepted") == jobs);
@@ -78,13 +84,18 @@ void run_day_start(bool reset_day_header, int daemons, int daily, int jobs) {
 }  // namespace
 
 TEST_CASE("dispatch: the provider's day begins mid-run and its Reset-Day header ends the hold") {
-  run_day_start(true, 1, 5, 8);
+  // The header says when: no balance query is needed to see the day begin.
+  run_day_start(true, 1, 5, 8, "300", 40s);
 }
 
 TEST_CASE("dispatch: the provider's day begins mid-run without a Reset-Day header: its count ends the hold") {
-  run_day_start(false, 1, 5, 8);
+  // Balance queries every 300 s: the hold's look-again, at most a minute after the last,
+  // is what sees the day begin (the day begins ~13 s into the hold).
+  run_day_start(false, 1, 5, 8, "300", 90s);
 }
 
 TEST_CASE("dispatch: three instances learn the provider's day from its count without a 429") {
-  run_day_start(false, 3, 6, 10);
+  // A balance query every second from each instance (the stack's setting): three
+  // instances answering at once is the reordering this test is about.
+  run_day_start(false, 3, 6, 10, "1", 40s);
 }
