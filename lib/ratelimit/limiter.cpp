@@ -223,7 +223,7 @@ void take_other(AccountState& s, TimePoint now, const LimiterSettings& settings)
   if (s.rpm_remaining) s.rpm_remaining = *s.rpm_remaining - 1;
 }
 
-void observe(AccountState& s, const Observation& o, TimePoint now) {
+void observe(AccountState& s, const Observation& o, TimePoint now, const LimiterSettings& settings) {
   bool learned = false;
   if (o.rpm.limit) {
     s.rpm_limit = *o.rpm.limit;
@@ -266,7 +266,24 @@ void observe(AccountState& s, const Observation& o, TimePoint now) {
     // this response is the first sign of the new day, so its time is when the day
     // begins, as late as that or later: the next day's assumed reset is never early.
     const auto api_used = std::max<std::int64_t>(0, s.day_limit - *o.daily.remaining);
-    if (s.day_used - api_used > s.day_unanswered + reorder_margin(s)) {
+    const bool unexplained = s.day_used - api_used > s.day_unanswered + reorder_margin(s);
+    // With a parallel limit the margin bounds reordering: one reading is proof. Without
+    // one, a stale answer could read that low; a reading to a request sent after the
+    // first low one (an answer deadline later) cannot, unless the day began.
+    bool new_day = false;
+    if (unexplained && s.parallel_limit > 0) {
+      new_day = true;
+    } else if (unexplained) {
+      if (s.day_drop_seen_at && now - *s.day_drop_seen_at > settings.answer_deadline) {
+        new_day = true;
+      } else if (!s.day_drop_seen_at) {
+        s.day_drop_seen_at = now;
+      }
+    } else {
+      s.day_drop_seen_at.reset();  // the count fits ours again: the low one was stale
+    }
+    if (new_day) {
+      s.day_drop_seen_at.reset();
       s.day_used = api_used + s.day_unanswered;
       s.day_paused_until.reset();
       if (!day_reset_reported) {

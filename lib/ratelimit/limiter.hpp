@@ -36,6 +36,10 @@ struct AccountState {
   std::optional<TimePoint> day_paused_until;
   bool day_reset_reported = false;            // day_reset_at came from Reset-Day (else assumed)
   std::optional<Duration> day_start_offset;   // learned: the API's day begins this long after 00:00 UTC
+  // Without a parallel limit nothing bounds how stale a reordered answer's count may be:
+  // when the API's count first read lower than ours can explain. A second such reading
+  // more than an answer deadline later (its request was sent after this) confirms the day.
+  std::optional<TimePoint> day_drop_seen_at;
   // Input, not stored: submits sent and not yet answered (rows dispatching). The API may
   // not have counted them yet, so they explain that much more room in its Remaining-Day.
   std::int64_t day_unanswered = 0;
@@ -52,6 +56,8 @@ struct LimiterSettings {
   // limits.day_starts_at: the provider's day begins this long after 00:00 UTC, [0, 24h).
   // Unset: learned from the API's count, else 00:00 UTC.
   std::optional<Duration> day_starts_at;
+  // api.request_timeout_ms: no answer arrives later than this after its request was sent.
+  Duration answer_deadline = std::chrono::seconds(30);
 };
 
 // Why nothing (more) may be sent now.
@@ -102,8 +108,10 @@ void take_other(AccountState& state, TimePoint now, const LimiterSettings& setti
 // Learns from a response's headers: Limit overrides the plan, Remaining caps what may be
 // sent until Reset, a later Reset starts a new window. A Remaining-Day showing more room
 // than state.day_unanswered and reordered responses can explain starts a new day at
-// `now` (learning day_start_offset when no Reset-Day header came with it).
-void observe(AccountState& state, const Observation& observation, TimePoint now);
+// `now` (learning day_start_offset when no Reset-Day header came with it); without a
+// parallel limit only once a second reading, settings.answer_deadline later, agrees.
+void observe(AccountState& state, const Observation& observation, TimePoint now,
+             const LimiterSettings& settings = {});
 
 // A 429: pauses the named window (rpm when unnamed) until Retry-After, else the
 // window's reported reset, else one pacing interval (daily: the assumed day start). A

@@ -37,19 +37,20 @@ std::string far_day_start() {
 
 // 60 simulated seconds a real one; the provider's day begins at 16:00 UTC, 15 s (real)
 // after the simulator starts; the next one is 24 simulated hours (24 real minutes) away.
-// Two parallel slots bound how far answers can be reordered (the limiter's margin).
-std::vector<std::string> sim_arguments(int daily, bool reset_day_header) {
-  return {"--plan", "enterprise", "--rpm", "0", "--parallel", "2", "--daily", std::to_string(daily),
+// A parallel limit bounds how far answers can be reordered (the limiter's margin);
+// without one (0) a low count must be confirmed by a later request.
+std::vector<std::string> sim_arguments(int daily, bool reset_day_header, int parallel) {
+  return {"--plan", "enterprise", "--rpm", "0", "--parallel", std::to_string(parallel), "--daily", std::to_string(daily),
           "--time-scale", "60", "--gen-seconds", "1:1", "--clock-start", "2026-11-25T15:45:00Z",
           "--day-starts-at", "16:00", "--reset-day-header", reset_day_header ? "yes" : "no"};
 }
 
 // refresh_seconds "300" (klingq's default; the stack's is 1): only the hold's look-again,
 // at least once a minute, asks the API for its count while the daily cap holds.
-std::map<std::string, std::string> daemon_config(Stack& stack, int daily, const std::string& instance,
+std::map<std::string, std::string> daemon_config(Stack& stack, int daily, int parallel, const std::string& instance,
                                                  const std::string& refresh_seconds) {
   return stack.with_webhooks({{"limits.plan", "enterprise"},
-                              {"limits.parallel", "2"},
+                              {"limits.parallel", std::to_string(parallel)},
                               {"limits.daily", std::to_string(daily)},
                               {"limits.day_starts_at", far_day_start()},
                               {"credits.refresh_seconds", refresh_seconds},
@@ -59,12 +60,12 @@ std::map<std::string, std::string> daemon_config(Stack& stack, int daily, const 
 // Runs `daemons` instances over `jobs` rows, `daily` a day: the first day's share drains,
 // the rest is held (not failed) until the simulator's day begins, then drains too.
 // `drained_within`: from the first day's drain; the simulator's day begins about 13 s later.
-void run_day_start(bool reset_day_header, int daemons, int daily, int jobs, const std::string& refresh_seconds,
-                   std::chrono::milliseconds drained_within) {
-  Stack stack(sim_arguments(daily, reset_day_header));
+void run_day_start(bool reset_day_header, int daemons, int daily, int parallel, int jobs,
+                   const std::string& refresh_seconds, std::chrono::milliseconds drained_within) {
+  Stack stack(sim_arguments(daily, reset_day_header, parallel));
   stack.insert_jobs(jobs);
   for (int i = 0; i < daemons; ++i) {
-    stack.start_daemon(daemon_config(stack, daily, "instance-" + std::to_string(i), refresh_seconds));
+    stack.start_daemon(daemon_config(stack, daily, parallel, "instance-" + std::to_string(i), refresh_seconds));
   }
   REQUIRE(Stack::wait_until([&] { return completed(stack) == daily; }, 14s));
   CHECK(stack.scalar("SELECT count(*) FROM klingq.jobs WHERE state = 'queued'") == jobs - daily);
@@ -85,17 +86,18 @@ void run_day_start(bool reset_day_header, int daemons, int daily, int jobs, cons
 
 TEST_CASE("dispatch: the provider's day begins mid-run and its Reset-Day header ends the hold") {
   // The header says when: no balance query is needed to see the day begin.
-  run_day_start(true, 1, 5, 8, "300", 40s);
+  run_day_start(true, 1, 5, 2, 8, "300", 40s);
 }
 
 TEST_CASE("dispatch: the provider's day begins mid-run without a Reset-Day header: its count ends the hold") {
   // Balance queries every 300 s: the hold's look-again, at most a minute after the last,
   // is what sees the day begin (the day begins ~13 s into the hold).
-  run_day_start(false, 1, 5, 8, "300", 90s);
+  run_day_start(false, 1, 5, 2, 8, "300", 90s);
 }
 
 TEST_CASE("dispatch: three instances learn the provider's day from its count without a 429") {
-  // A balance query every second from each instance (the stack's setting): three
-  // instances answering at once is the reordering this test is about.
-  run_day_start(false, 3, 6, 10, "1", 40s);
+  // No parallel limit and a balance query every second from each instance (the stack's
+  // setting): three instances submitting at once is the reordering a low count must
+  // survive, and any instance's later reading confirms another's.
+  run_day_start(false, 3, 6, 0, 10, "1", 40s);
 }
