@@ -7,10 +7,9 @@
 --   day_reset_reported  day_reset_at came from a Reset-Day header; false: it is assumed,
 --                       so while the daily cap holds dispatch klingq looks at the API's count
 --                       again (a balance query) at least once a minute.
---   day_drop_seen_at    without a parallel limit: when the API's count first read lower than
---                       reordered answers can explain; a second reading (by any instance) to
---                       a request sent after it confirms the new day. NULL: none pending.
+--   day_submitted_at    when submits were last taken (by any instance): two answer deadlines
+--                       later no answer still on its way can be staler than the day's count.
 ALTER TABLE klingq.account
   ADD COLUMN day_start_ms bigint CHECK (day_start_ms >= 0 AND day_start_ms < 86400000),
   ADD COLUMN day_reset_reported boolean NOT NULL DEFAULT false,
-  ADD COLUMN day_drop_seen_at timestamptz;
+  ADD COLUMN day_submitted_at timestamptz;

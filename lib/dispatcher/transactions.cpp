@@ -54,7 +54,7 @@ AccountState limiter_state(const db::account::LimiterColumns& c) {
   s.day_paused_until = c.day_paused_until;
   if (c.day_start_ms) s.day_start_offset = std::chrono::milliseconds(*c.day_start_ms);
   s.day_reset_reported = c.day_reset_reported;
-  s.day_drop_seen_at = c.day_drop_seen_at;
+  s.day_submitted_at = c.day_submitted_at;
   s.parallel_limit = c.parallel_limit;
   s.parallel_paused_until = c.parallel_paused_until;
   s.limits_source = c.limits_source;
@@ -76,7 +76,7 @@ db::account::LimiterColumns columns_of(const AccountState& s) {
     c.day_start_ms = std::chrono::duration_cast<std::chrono::milliseconds>(*s.day_start_offset).count();
   }
   c.day_reset_reported = s.day_reset_reported;
-  c.day_drop_seen_at = s.day_drop_seen_at;
+  c.day_submitted_at = s.day_submitted_at;
   c.parallel_limit = s.parallel_limit;
   c.parallel_paused_until = s.parallel_paused_until;
   c.limits_source = s.limits_source;

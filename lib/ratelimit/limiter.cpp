@@ -34,15 +34,6 @@ std::int64_t paced_tokens(TimePoint next_at, Duration interval, std::int64_t bur
 // so a limit that drops under our feet (a plan downgrade) is hit by one request, not a burst.
 std::int64_t burst_of(const AccountState& s) { return std::max<std::int64_t>(1, s.rpm_limit / 60); }
 
-// How much lower than ours the API's daily count may read on the same day: besides the
-// submits still on the wire (day_unanswered), a response the API produced before some
-// of our answered submits may arrive after them. Those overlapped it, so each held a
-// parallel slot: at most parallel_limit. Without a parallel limit nothing bounds them
-// but the pace; a burst is the guess then, a weaker guarantee.
-std::int64_t reorder_margin(const AccountState& s) {
-  return s.parallel_limit > 0 ? s.parallel_limit : burst_of(s);
-}
-
 constexpr Duration one_day = std::chrono::hours(24);
 
 // The time of day (after 00:00 UTC) of t.
@@ -172,6 +163,7 @@ void take_submits(AccountState& s, std::int64_t count, TimePoint now,
   s.rpm_next_at = std::max(s.rpm_next_at, now) + interval * count;
   if (s.rpm_remaining) s.rpm_remaining = *s.rpm_remaining - count;
   s.day_used += count;
+  s.day_submitted_at = now;
 }
 
 Allowance poll_allowance(const AccountState& s, std::int64_t wanted, TimePoint now,
@@ -261,32 +253,22 @@ void observe(AccountState& s, const Observation& o, TimePoint now, const Limiter
     s.day_start_offset = offset_of(*o.daily.reset_at);
   }
   if (o.daily.remaining && s.day_limit > 0) {
-    // The API's count rules: when it shows more room than the submits it may not have
-    // counted yet can explain, its day began (or it gave jobs back). Without Reset-Day
-    // this response is the first sign of the new day, so its time is when the day
-    // begins, as late as that or later: the next day's assumed reset is never early.
+    // The API's count rules when it shows more room than the submits it may not have
+    // counted yet can explain: those on the wire, and those answered while this answer
+    // was on its way (they overlapped it, so at most parallel_limit; with no submit for
+    // two answer deadlines, none). A count that fell by more than half is a new day;
+    // without Reset-Day this answer is its first sign, so its time is when the day
+    // begins, as late as that or later: the next day's assumed reset is never early. (A
+    // smaller fall is submits the API never got: its count, not a new hour.)
     const auto api_used = std::max<std::int64_t>(0, s.day_limit - *o.daily.remaining);
-    const bool unexplained = s.day_used - api_used > s.day_unanswered + reorder_margin(s);
-    // With a parallel limit the margin bounds reordering: one reading is proof. Without
-    // one, a stale answer could read that low; a reading to a request sent after the
-    // first low one (an answer deadline later) cannot, unless the day began.
-    bool new_day = false;
-    if (unexplained && s.parallel_limit > 0) {
-      new_day = true;
-    } else if (unexplained) {
-      if (s.day_drop_seen_at && now - *s.day_drop_seen_at > settings.answer_deadline) {
-        new_day = true;
-      } else if (!s.day_drop_seen_at) {
-        s.day_drop_seen_at = now;
-      }
-    } else {
-      s.day_drop_seen_at.reset();  // the count fits ours again: the low one was stale
-    }
-    if (new_day) {
-      s.day_drop_seen_at.reset();
+    const auto excess = s.day_used - s.day_unanswered - api_used;
+    const bool quiet = !s.day_submitted_at || now - *s.day_submitted_at > 2 * settings.answer_deadline;
+    const bool proven = quiet ? excess > 0 : s.parallel_limit > 0 && excess > s.parallel_limit;
+    if (proven) {
+      const bool new_day = api_used * 2 <= s.day_used;
       s.day_used = api_used + s.day_unanswered;
       s.day_paused_until.reset();
-      if (!day_reset_reported) {
+      if (new_day && !day_reset_reported) {
         s.day_start_offset = offset_of(now);
         s.day_reset_at = next_day_start(now, *s.day_start_offset);
         s.day_reset_reported = false;

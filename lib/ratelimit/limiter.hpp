@@ -36,10 +36,9 @@ struct AccountState {
   std::optional<TimePoint> day_paused_until;
   bool day_reset_reported = false;            // day_reset_at came from Reset-Day (else assumed)
   std::optional<Duration> day_start_offset;   // learned: the API's day begins this long after 00:00 UTC
-  // Without a parallel limit nothing bounds how stale a reordered answer's count may be:
-  // when the API's count first read lower than ours can explain. A second such reading
-  // more than an answer deadline later (its request was sent after this) confirms the day.
-  std::optional<TimePoint> day_drop_seen_at;
+  // When submits were last taken. Two answer deadlines later every one of them was
+  // answered before any request now answered was sent: that answer's count is not stale.
+  std::optional<TimePoint> day_submitted_at;
   // Input, not stored: submits sent and not yet answered (rows dispatching). The API may
   // not have counted them yet, so they explain that much more room in its Remaining-Day.
   std::int64_t day_unanswered = 0;
@@ -107,9 +106,10 @@ void take_other(AccountState& state, TimePoint now, const LimiterSettings& setti
 
 // Learns from a response's headers: Limit overrides the plan, Remaining caps what may be
 // sent until Reset, a later Reset starts a new window. A Remaining-Day showing more room
-// than state.day_unanswered and reordered responses can explain starts a new day at
-// `now` (learning day_start_offset when no Reset-Day header came with it); without a
-// parallel limit only once a second reading, settings.answer_deadline later, agrees.
+// than state.day_unanswered and reordered responses can explain is the API's count, and
+// when it fell by more than half a new day at `now` (learning day_start_offset when no
+// Reset-Day header came with it). Reordering is bounded by the parallel limit, or ruled
+// out by two answer deadlines without a submit (day_submitted_at).
 void observe(AccountState& state, const Observation& observation, TimePoint now,
              const LimiterSettings& settings = {});
 

@@ -139,32 +139,37 @@ TEST_CASE("ratelimit: a daily 429 that says when the day begins teaches it and e
   CHECK(s.day_reset_at == midnight + 40h);
 }
 
-TEST_CASE("ratelimit: without a parallel limit a low count is a new day only when a later request agrees") {
+TEST_CASE("ratelimit: without a parallel limit a low count is believed once no submit can be on its way") {
   LimiterSettings settings;
   settings.answer_deadline = 30s;
   auto s = from_plan(0, 0, 10);  // parallel unlimited: nothing bounds reordering
   roll(s, midnight + 10h, settings);
   take_submits(s, 10, midnight + 10h, settings);
-  // A stale answer (the API produced it before most of our submits) reads low...
+  CHECK(s.day_submitted_at == midnight + 10h);
+  // A stale answer (the API produced it before most of our submits) reads low: with
+  // submits answered while it was on its way, it proves nothing.
   observe(s, remaining_day(10, 8), midnight + 10h + 1s, settings);
   CHECK(s.day_used == 10);
-  CHECK(s.day_drop_seen_at == midnight + 10h + 1s);
-  // ...and a fresh one fits our count again: no new day, nothing pending.
-  observe(s, remaining_day(10, 0), midnight + 10h + 2s, settings);
+  observe(s, remaining_day(10, 8), midnight + 10h + 60s, settings);
   CHECK(s.day_used == 10);
-  CHECK(!s.day_drop_seen_at);
+  CHECK(!s.day_start_offset);
 
-  // The API's day begins: the first low reading is pending, one within the deadline (its
-  // request may predate the first) is not proof, one after it is.
-  const auto first = midnight + 16h;
-  observe(s, remaining_day(10, 10), first, settings);
-  CHECK(s.day_used == 10);
-  observe(s, remaining_day(10, 10), first + 30s, settings);
-  CHECK(s.day_used == 10);
-  CHECK(s.day_drop_seen_at == first);
-  observe(s, remaining_day(10, 10), first + 31s, settings);
+  // Two answer deadlines without a submit: every answer now is to a request sent after
+  // the last submit was answered. The API's day begins at 16:00.
+  observe(s, remaining_day(10, 10), midnight + 16h, settings);
   CHECK(s.day_used == 0);
-  CHECK(!s.day_drop_seen_at);
-  CHECK(s.day_start_offset == 16h + 31s);  // the later reading: never early
-  CHECK(s.day_reset_at == midnight + 40h + 31s);
+  CHECK(s.day_start_offset == 16h);
+  CHECK(s.day_reset_at == midnight + 40h);
+}
+
+TEST_CASE("ratelimit: a count a little lower than ours is the API's, not a new day") {
+  // A submit whose answer was lost stays counted (the API may have it); when the quiet
+  // API says it has one more than that, it is right, and the day's hour is untouched.
+  LimiterSettings settings;
+  auto s = spent_day(settings);
+  observe(s, remaining_day(5, 1), midnight + 12h, settings);
+  CHECK(s.day_used == 4);
+  CHECK(!s.day_start_offset);
+  CHECK(s.day_reset_at == midnight + 24h);
+  CHECK(submit_allowance(s, 0, 5, midnight + 12h, settings).count == 1);
 }
