@@ -4,6 +4,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
@@ -72,6 +73,15 @@ Plan parse_plan(const std::string& text, const std::string& key) {
   fail(key, "expected free, starter, pro or enterprise, got '" + text + "'");
 }
 
+bool two_digits(std::string_view text, std::size_t at, int& out) {
+  if (at + 2 > text.size() || !std::isdigit(static_cast<unsigned char>(text[at])) ||
+      !std::isdigit(static_cast<unsigned char>(text[at + 1]))) {
+    return false;
+  }
+  out = (text[at] - '0') * 10 + (text[at + 1] - '0');
+  return true;
+}
+
 const std::vector<Key>& keys() {
   static const std::vector<Key> table = {
       {"database.url", field(&Config::database, &DatabaseConfig::url)},
@@ -96,6 +106,13 @@ const std::vector<Key>& keys() {
       {"limits.parallel", field(&Config::limits, &LimitsConfig::parallel)},
       {"limits.daily", field(&Config::limits, &LimitsConfig::daily)},
       {"limits.window_seconds", field(&Config::limits, &LimitsConfig::window_seconds)},
+      {"limits.day_starts_at",
+       [](const YAML::Node& node, Config& config, const std::string& key) {
+         auto text = scalar<std::string>(node, key, "a string");
+         auto minutes = parse_day_start(text);
+         if (!minutes) fail(key, "expected HH:MM with Z or an offset, e.g. \"16:00Z\" or \"00:00+08:00\", got '" + text + "'");
+         config.limits.day_starts_at_minutes = *minutes;
+       }},
       {"credits.reserve", field(&Config::credits, &CreditsConfig::reserve)},
       {"credits.low_balance_warning", field(&Config::credits, &CreditsConfig::low_balance_warning)},
       {"credits.refresh_seconds", field(&Config::credits, &CreditsConfig::refresh_seconds)},
@@ -178,6 +195,26 @@ bool valid_listen(const std::string& text) {
 
 }  // namespace
 
+std::optional<int> parse_day_start(std::string_view text) {
+  int hour = 0, minute = 0;
+  if (text.size() < 6 || !two_digits(text, 0, hour) || text[2] != ':' || !two_digits(text, 3, minute) ||
+      hour > 23 || minute > 59) {
+    return std::nullopt;
+  }
+  int offset = 0;  // the zone's minutes east of UTC
+  auto zone = text.substr(5);
+  if (zone != "Z") {
+    int zone_hour = 0, zone_minute = 0;
+    if (zone.size() != 6 || (zone[0] != '+' && zone[0] != '-') || !two_digits(zone, 1, zone_hour) ||
+        zone[3] != ':' || !two_digits(zone, 4, zone_minute) || zone_hour > 14 || zone_minute > 59) {
+      return std::nullopt;
+    }
+    offset = (zone_hour * 60 + zone_minute) * (zone[0] == '-' ? -1 : 1);
+  }
+  constexpr int minutes_per_day = 24 * 60;
+  return ((hour * 60 + minute - offset) % minutes_per_day + minutes_per_day) % minutes_per_day;
+}
+
 PlanLimits plan_limits(Plan plan) {
   switch (plan) {
     case Plan::free: return {10, 1, 100};
@@ -229,6 +266,8 @@ void Config::validate() const {
   require(!limits.daily || *limits.daily >= 0, "limits.daily",
           "must not be negative (0 = unlimited)");
   require(limits.window_seconds >= 1, "limits.window_seconds", "must be at least 1");
+  require(!limits.day_starts_at_minutes || (*limits.day_starts_at_minutes >= 0 && *limits.day_starts_at_minutes < 24 * 60),
+          "limits.day_starts_at", "must be a time of day");
   require(credits.reserve >= 0, "credits.reserve", "must not be negative");
   require(credits.low_balance_warning >= 0, "credits.low_balance_warning", "must not be negative");
   require(credits.refresh_seconds >= 1, "credits.refresh_seconds", "must be at least 1");

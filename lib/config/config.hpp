@@ -8,6 +8,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace klingq::config {
@@ -59,7 +60,14 @@ struct LimitsConfig {
   std::optional<std::int64_t> parallel;  // overrides the plan's parallel jobs
   std::optional<std::int64_t> daily;     // overrides the plan's jobs per day
   int window_seconds = 60;  // request window assumed until a Reset header says otherwise
+  // limits.day_starts_at ("16:00Z", "00:00+08:00"): the provider's day begins this many
+  // minutes after 00:00 UTC. Unset: learned from the API's count, else 00:00 UTC.
+  std::optional<int> day_starts_at_minutes;
 };
+
+// "HH:MM" then "Z" or "+HH:MM"/"-HH:MM": the minutes after 00:00 UTC at which that
+// local time falls, in [0, 1440). nullopt when malformed.
+std::optional<int> parse_day_start(std::string_view text);
 
 struct CostTable {
   std::int64_t standard_5 = 100;

@@ -47,6 +47,10 @@ Row lock(pqxx::transaction_base& tx, const std::string& name) {
   row.paused = r[15].as<bool>();
   row.now = from_epoch_ms(r[16].as<long long>());
   row.batch_budgets = r[17].as<bool>();
+  s.day_start_ms = int_of(r[18]);
+  s.day_reset_reported = r[19].as<bool>();
+  s.day_submitted_at = time_of(r[20]);
+  row.submits_unanswered = r[21].as<long long>();
   return row;
 }
 
@@ -56,7 +60,9 @@ void save(pqxx::transaction_base& tx, const std::string& name, const LimiterColu
        ms_or_null(s.rpm_next_at), ms_or_null(s.poll_next_at), opt_ms(s.rpm_paused_until),
        static_cast<long long>(s.day_limit), static_cast<long long>(s.day_used), opt_ms(s.day_reset_at),
        opt_ms(s.day_paused_until), static_cast<long long>(s.parallel_limit), opt_ms(s.parallel_paused_until),
-       s.limits_source, static_cast<long long>(charge));
+       s.limits_source, static_cast<long long>(charge),
+       s.day_start_ms ? std::optional<long long>(*s.day_start_ms) : std::nullopt, s.day_reset_reported,
+       opt_ms(s.day_submitted_at));
 }
 
 void set_balance(pqxx::transaction_base& tx, const std::string& name, std::int64_t balance, const Prices& p) {

@@ -26,6 +26,9 @@ struct LimiterColumns {
   std::int64_t day_used = 0;
   std::optional<TimePoint> day_reset_at;
   std::optional<TimePoint> day_paused_until;
+  std::optional<std::int64_t> day_start_ms;  // the provider's day begins this long after 00:00 UTC
+  bool day_reset_reported = false;           // day_reset_at came from a Reset-Day header
+  std::optional<TimePoint> day_submitted_at;  // when submits were last taken
   std::int64_t parallel_limit = 1;
   std::optional<TimePoint> parallel_paused_until;
   std::string limits_source = "plan";
@@ -39,6 +42,7 @@ struct Row {
   bool paused = false;                  // klingq pause
   TimePoint now;                        // the database's clock_timestamp()
   bool batch_budgets = false;           // klingq.batch_budgets has rows
+  std::int64_t submits_unanswered = 0;  // rows dispatching: sent, answer not recorded
 };
 
 // Creates the row from the plan; while limits_source is still 'plan', applies it.

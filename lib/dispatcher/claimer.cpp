@@ -43,8 +43,13 @@ asio::awaitable<SteadyDuration> Claimer::run_once() {
     }
     if (ok) {
       log::debug("claimed", {{"jobs", std::to_string(result.jobs.size())}, {"held_by", to_string(result.held_by)}});
+      const bool newly_daily = result.held_by == Hold::daily && ctx_.health.hold != Hold::daily;
       ctx_.health.note_hold(result.held_by);
       ctx_.health.halted = result.held_by == Hold::halted;
+      ctx_.health.day_reset_assumed = result.day_reset_assumed;
+      // Held by a daily cap whose end is only assumed: the credit refresher looks at the
+      // API's count at once, then at least once a minute (credit_refresher.cpp).
+      if (newly_daily && result.day_reset_assumed) ctx_.credits_wanted.notify();
       if (result.held_by == Hold::credit || result.held_by == Hold::no_balance) {
         ctx_.credits_wanted.notify();  // a fresh balance soon: a top-up ends the hold
       }

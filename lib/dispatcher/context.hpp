@@ -42,6 +42,7 @@ struct Health {
   bool database_ok = false;  // the last database round trip of any service succeeded
   bool halted = false;       // dispatch stopped by a 401 (seen by the claim or the heartbeat)
   Hold hold = Hold::none;    // why the last claim took fewer rows than it asked for
+  bool day_reset_assumed = true;  // with hold daily: only assumed, the credit refresher looks again
 
   // Logs database_ok / database_unreachable when the state changes, not every time.
   void note_database(bool ok, const char* where, const std::exception* error = nullptr);

@@ -54,6 +54,13 @@ asio::awaitable<SteadyDuration> CreditRefresher::run_once() {
       if (ctx_.credits_wanted.take()) {
         wait = std::min<SteadyDuration>(wait, std::max<SteadyDuration>(ctx_.options.safety_poll, 1s));
       }
+      // While a daily cap whose end is only assumed holds dispatch, the API's day may
+      // begin at another hour than ours: its Remaining-Day on this answer (a query that
+      // costs no credits, paced like any other request) shows it. Look at least once a
+      // minute, more often when credits.refresh_seconds asks.
+      if (ctx_.health.hold == Hold::daily && ctx_.health.day_reset_assumed) {
+        wait = std::min<SteadyDuration>(wait, std::min<SteadyDuration>(ctx_.options.credits_refresh, 60s));
+      }
     }
     ctx_.health.note_database(true, "credits");
   } catch (const std::exception& e) {

@@ -1,7 +1,9 @@
 // The credit refresher: the balance query at start, every credits.refresh_seconds, and
 // soon after the claimer is held by credit (a top-up then ends the hold within about a
 // second). The query spends a request token like any other call; the balance it
-// returns becomes the known balance the claim's credit gate charges against.
+// returns becomes the known balance the claim's credit gate charges against. While a
+// daily cap whose end is only assumed (no Reset-Day) holds dispatch, it runs at least
+// once a minute: its answer's Remaining-Day shows when the provider's day began.
 #pragma once
 
 #include "dispatcher/context.hpp"

@@ -17,6 +17,10 @@ EngineOptions options_from(const config::Config& config, config::Secret api_key)
   q.limiter.fallback_window = std::chrono::seconds(config.limits.window_seconds);
   q.limiter.poll_share = config.poll.share;
   q.limiter.polls_count_against_rpm = config.api.poll_counts_against_rpm;
+  q.limiter.answer_deadline = std::chrono::milliseconds(config.api.request_timeout_ms);
+  if (config.limits.day_starts_at_minutes) {
+    q.limiter.day_starts_at = std::chrono::minutes(*config.limits.day_starts_at_minutes);
+  }
   q.cost = config.credits.cost;
   q.credit_reserve = config.credits.reserve;
   q.starvation = std::chrono::seconds(config.credits.starvation_seconds);

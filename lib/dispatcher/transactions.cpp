@@ -52,6 +52,9 @@ AccountState limiter_state(const db::account::LimiterColumns& c) {
   s.day_used = c.day_used;
   s.day_reset_at = c.day_reset_at;
   s.day_paused_until = c.day_paused_until;
+  if (c.day_start_ms) s.day_start_offset = std::chrono::milliseconds(*c.day_start_ms);
+  s.day_reset_reported = c.day_reset_reported;
+  s.day_submitted_at = c.day_submitted_at;
   s.parallel_limit = c.parallel_limit;
   s.parallel_paused_until = c.parallel_paused_until;
   s.limits_source = c.limits_source;
@@ -69,6 +72,11 @@ db::account::LimiterColumns columns_of(const AccountState& s) {
   c.day_used = s.day_used;
   c.day_reset_at = s.day_reset_at;
   c.day_paused_until = s.day_paused_until;
+  if (s.day_start_offset) {
+    c.day_start_ms = std::chrono::duration_cast<std::chrono::milliseconds>(*s.day_start_offset).count();
+  }
+  c.day_reset_reported = s.day_reset_reported;
+  c.day_submitted_at = s.day_submitted_at;
   c.parallel_limit = s.parallel_limit;
   c.parallel_paused_until = s.parallel_paused_until;
   c.limits_source = s.limits_source;
@@ -88,6 +96,7 @@ struct Locked {
 Locked lock_account(pqxx::work& tx, const QueueSettings& settings) {
   auto row = db::account::lock(tx, settings.account);
   Locked locked{limiter_state(row.limits), row.balance, row.halted, row.paused, row.now, row.batch_budgets};
+  locked.state.day_unanswered = row.submits_unanswered;
   ratelimit::roll(locked.state, locked.now, settings.limiter);
   return locked;
 }
@@ -182,6 +191,7 @@ ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, s
   if (reap_leases) charge -= db::jobs::reap_expired(tx, prices);
   auto locked = lock_account(tx, settings);
   const auto now = locked.now;
+  result.day_reset_assumed = ratelimit::day_reset_assumed(locked.state);
   auto finish = [&] {
     save_account(tx, settings, locked.state, charge);
     tx.commit();

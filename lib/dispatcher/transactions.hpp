@@ -62,6 +62,7 @@ struct ClaimResult {
   Hold held_by = Hold::none;              // why fewer (or none) were claimed
   TimePoint retry_at = TimePoint::max();  // when a limit frees a token (max: on an event)
   bool queue_empty = false;               // no runnable row was waiting
+  bool day_reset_assumed = true;          // no Reset-Day header said when the day ends
 };
 
 // Creates the account row from the plan if missing; while limits still come from the

@@ -59,7 +59,7 @@ std::string halt_reason_of(const api::Outcome& outcome) {
 Transition next_after_submit(const JobFacts& job, const api::Outcome& outcome,
                              const ratelimit::Observation& observation, ratelimit::AccountState& account,
                              TimePoint now, const TransitionPolicy& policy, double unit_random) {
-  if (outcome.http_status != 0) ratelimit::observe(account, observation, now);
+  if (outcome.http_status != 0) ratelimit::observe(account, observation, now, policy.limiter);
   const int attempt = job.attempts + 1;
   if (outcome.outcome == OutcomeClass::accepted) {
     Transition t;
@@ -137,7 +137,7 @@ std::optional<CompletionTransition> next_after_completion(const api::Completion&
 std::optional<std::string> after_response(const api::Outcome& outcome, const ratelimit::Observation& observation,
                                           ratelimit::AccountState& account, TimePoint now,
                                           const TransitionPolicy& policy) {
-  if (outcome.http_status != 0) ratelimit::observe(account, observation, now);
+  if (outcome.http_status != 0) ratelimit::observe(account, observation, now, policy.limiter);
   if (outcome.outcome == OutcomeClass::rate_limited) {
     ratelimit::on_rate_limited(account, outcome.window, observation, now, policy.limiter);
   }

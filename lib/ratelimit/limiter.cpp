@@ -34,6 +34,11 @@ std::int64_t paced_tokens(TimePoint next_at, Duration interval, std::int64_t bur
 // so a limit that drops under our feet (a plan downgrade) is hit by one request, not a burst.
 std::int64_t burst_of(const AccountState& s) { return std::max<std::int64_t>(1, s.rpm_limit / 60); }
 
+constexpr Duration one_day = std::chrono::hours(24);
+
+// The time of day (after 00:00 UTC) of t.
+Duration offset_of(TimePoint t) { return t - std::chrono::floor<std::chrono::days>(t); }
+
 Allowance rpm_tokens(const AccountState& s, std::int64_t wanted, TimePoint now,
                      const LimiterSettings& settings, TimePoint next_at, Duration interval) {
   Allowance a;
@@ -91,6 +96,18 @@ const char* to_string(Blocker blocker) {
   return "none";
 }
 
+TimePoint next_day_start(TimePoint t, Duration offset) {
+  auto day = std::chrono::floor<std::chrono::days>(t - offset);
+  return day + offset + one_day;
+}
+
+Duration day_offset(const AccountState& s, const LimiterSettings& settings) {
+  if (s.day_start_offset) return *s.day_start_offset;
+  return settings.day_starts_at.value_or(Duration::zero());
+}
+
+bool day_reset_assumed(const AccountState& s) { return !s.day_reset_reported; }
+
 AccountState from_plan(std::int64_t rpm, std::int64_t parallel, std::int64_t daily) {
   AccountState s;
   s.rpm_limit = rpm;
@@ -99,7 +116,7 @@ AccountState from_plan(std::int64_t rpm, std::int64_t parallel, std::int64_t dai
   return s;
 }
 
-void roll(AccountState& s, TimePoint now, const LimiterSettings&) {
+void roll(AccountState& s, TimePoint now, const LimiterSettings& settings) {
   if (s.rpm_reset_at && now >= *s.rpm_reset_at) {
     // The window ended: its count is no longer known until the next response says.
     s.rpm_remaining.reset();
@@ -107,10 +124,15 @@ void roll(AccountState& s, TimePoint now, const LimiterSettings&) {
   }
   if (s.rpm_paused_until && now >= *s.rpm_paused_until) s.rpm_paused_until.reset();
   if (s.parallel_paused_until && now >= *s.parallel_paused_until) s.parallel_paused_until.reset();
-  if (!s.day_reset_at) s.day_reset_at = next_utc_midnight(now);
+  if (!s.day_reset_at) {
+    s.day_reset_at = next_day_start(now, day_offset(s, settings));
+    s.day_reset_reported = false;
+  }
   if (now >= *s.day_reset_at) {
     s.day_used = 0;
-    s.day_reset_at = next_utc_midnight(now);
+    // The next end is assumed until a Reset-Day header says.
+    s.day_reset_at = next_day_start(now, day_offset(s, settings));
+    s.day_reset_reported = false;
     s.day_paused_until.reset();
   }
   if (s.day_paused_until && now >= *s.day_paused_until) s.day_paused_until.reset();
@@ -123,7 +145,7 @@ Allowance submit_allowance(const AccountState& s, std::int64_t in_flight, std::i
     narrow(a, 0, Blocker::daily, *s.day_paused_until);
   } else if (s.day_limit > 0) {
     narrow(a, s.day_limit - s.day_used, Blocker::daily,
-           s.day_reset_at.value_or(next_utc_midnight(now)));
+           s.day_reset_at.value_or(next_day_start(now, day_offset(s, settings))));
   }
   // Parallel slots free up when jobs finish, which wakes the dispatcher; no time to give.
   if (paused(s.parallel_paused_until, now)) {
@@ -141,6 +163,7 @@ void take_submits(AccountState& s, std::int64_t count, TimePoint now,
   s.rpm_next_at = std::max(s.rpm_next_at, now) + interval * count;
   if (s.rpm_remaining) s.rpm_remaining = *s.rpm_remaining - count;
   s.day_used += count;
+  s.day_submitted_at = now;
 }
 
 Allowance poll_allowance(const AccountState& s, std::int64_t wanted, TimePoint now,
@@ -192,7 +215,7 @@ void take_other(AccountState& s, TimePoint now, const LimiterSettings& settings)
   if (s.rpm_remaining) s.rpm_remaining = *s.rpm_remaining - 1;
 }
 
-void observe(AccountState& s, const Observation& o, TimePoint now) {
+void observe(AccountState& s, const Observation& o, TimePoint now, const LimiterSettings& settings) {
   bool learned = false;
   if (o.rpm.limit) {
     s.rpm_limit = *o.rpm.limit;
@@ -218,14 +241,39 @@ void observe(AccountState& s, const Observation& o, TimePoint now) {
     s.day_limit = *o.daily.limit;
     learned = true;
   }
-  if (o.daily.reset_at && *o.daily.reset_at > now) {
+  const bool day_reset_reported = o.daily.reset_at && *o.daily.reset_at > now;
+  if (day_reset_reported) {
     if (!s.day_reset_at || *o.daily.reset_at > *s.day_reset_at + same_window_tolerance) {
       s.day_used = 0;  // a new day as the API counts it
       s.day_paused_until.reset();
     }
+    // Reset-Day rules over what was assumed or learned; its hour is the day's start.
     s.day_reset_at = o.daily.reset_at;
+    s.day_reset_reported = true;
+    s.day_start_offset = offset_of(*o.daily.reset_at);
   }
   if (o.daily.remaining && s.day_limit > 0) {
+    // The API's count rules when it shows more room than the submits it may not have
+    // counted yet can explain: those on the wire, and those answered while this answer
+    // was on its way (they overlapped it, so at most parallel_limit; with no submit for
+    // two answer deadlines, none). A count that fell by more than half is a new day;
+    // without Reset-Day this answer is its first sign, so its time is when the day
+    // begins, as late as that or later: the next day's assumed reset is never early. (A
+    // smaller fall is submits the API never got: its count, not a new hour.)
+    const auto api_used = std::max<std::int64_t>(0, s.day_limit - *o.daily.remaining);
+    const auto excess = s.day_used - s.day_unanswered - api_used;
+    const bool quiet = !s.day_submitted_at || now - *s.day_submitted_at > 2 * settings.answer_deadline;
+    const bool proven = quiet ? excess > 0 : s.parallel_limit > 0 && excess > s.parallel_limit;
+    if (proven) {
+      const bool new_day = api_used * 2 <= s.day_used;
+      s.day_used = api_used + s.day_unanswered;
+      s.day_paused_until.reset();
+      if (new_day && !day_reset_reported) {
+        s.day_start_offset = offset_of(now);
+        s.day_reset_at = next_day_start(now, *s.day_start_offset);
+        s.day_reset_reported = false;
+      }
+    }
     // The API counts what it accepted; we also count what is still on the wire.
     s.day_used = std::max(s.day_used, s.day_limit - *o.daily.remaining);
     learned = true;
@@ -243,12 +291,14 @@ void on_rate_limited(AccountState& s, std::optional<Window> window, const Observ
   const WindowReport& report =
       which == Window::rpm ? o.rpm : which == Window::daily ? o.daily : o.parallel;
   TimePoint until;
+  bool api_said = true;  // the API named the instant (Retry-After or the window's Reset)
   if (o.retry_after && *o.retry_after > now) {
     until = *o.retry_after;
   } else if (report.reset_at && *report.reset_at > now) {
     until = *report.reset_at;
   } else if (which == Window::daily) {
-    until = s.day_reset_at.value_or(next_utc_midnight(now));
+    until = s.day_reset_at.value_or(next_day_start(now, day_offset(s, settings)));
+    api_said = false;
   } else {
     until = now + spacing(s, now, settings);
   }
@@ -261,6 +311,12 @@ void on_rate_limited(AccountState& s, std::optional<Window> window, const Observ
     case Window::daily:
       s.day_paused_until = until;
       if (s.day_limit > 0) s.day_used = std::max(s.day_used, s.day_limit);
+      if (api_said) {
+        // The API says when its day begins: that is today's reset and the day's hour.
+        s.day_reset_at = until;
+        s.day_reset_reported = true;
+        s.day_start_offset = offset_of(until);
+      }
       break;
     case Window::parallel:
       s.parallel_paused_until = until;

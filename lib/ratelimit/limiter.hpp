@@ -4,6 +4,12 @@
 // then rule. The state is a plain struct because its home is the klingq.account row:
 // a claim locks the row, loads the state, asks this module what may be sent, records
 // what it took, and writes the row back, so several instances share one limiter.
+//
+// The provider's day: its daily window need not begin at 00:00 UTC (a provider in UTC+8
+// begins it at 16:00 UTC). A Reset-Day header, when sent, says when it ends. Without one
+// the end is assumed: limits.day_starts_at, else the hour the API's own count was last
+// seen to start again, else 00:00 UTC. The API's count rules over ours: a Remaining-Day
+// with more room than submits on the wire can explain means its day began, and when.
 #pragma once
 
 #include "ratelimit/headers.hpp"
@@ -28,6 +34,14 @@ struct AccountState {
   std::int64_t day_used = 0;                  // submits counted against today
   std::optional<TimePoint> day_reset_at;      // next daily reset
   std::optional<TimePoint> day_paused_until;
+  bool day_reset_reported = false;            // day_reset_at came from Reset-Day (else assumed)
+  std::optional<Duration> day_start_offset;   // learned: the API's day begins this long after 00:00 UTC
+  // When submits were last taken. Two answer deadlines later every one of them was
+  // answered before any request now answered was sent: that answer's count is not stale.
+  std::optional<TimePoint> day_submitted_at;
+  // Input, not stored: submits sent and not yet answered (rows dispatching). The API may
+  // not have counted them yet, so they explain that much more room in its Remaining-Day.
+  std::int64_t day_unanswered = 0;
   // Parallel jobs (the in-flight count itself lives in klingq.jobs).
   std::int64_t parallel_limit = 1;
   std::optional<TimePoint> parallel_paused_until;
@@ -38,6 +52,11 @@ struct LimiterSettings {
   Duration fallback_window = std::chrono::seconds(60);  // window length when no Reset known
   double poll_share = 0.2;  // most of the request rate polls may take
   bool polls_count_against_rpm = true;
+  // limits.day_starts_at: the provider's day begins this long after 00:00 UTC, [0, 24h).
+  // Unset: learned from the API's count, else 00:00 UTC.
+  std::optional<Duration> day_starts_at;
+  // api.request_timeout_ms: no answer arrives later than this after its request was sent.
+  Duration answer_deadline = std::chrono::seconds(30);
 };
 
 // Why nothing (more) may be sent now.
@@ -49,6 +68,16 @@ struct Allowance {
   TimePoint retry_at = TimePoint::max();   // when to ask again if count is short
   Blocker blocked_by = Blocker::none;      // the tightest limit when count < wanted
 };
+
+// The first instant strictly after t at which a day beginning `offset` after 00:00 UTC
+// begins (offset 0: next_utc_midnight).
+TimePoint next_day_start(TimePoint t, Duration offset);
+// Where the provider's day is assumed to begin, after 00:00 UTC: the learned hour, else
+// the configured one, else 0. (Learned wins: it is what the API's own count showed.)
+Duration day_offset(const AccountState& state, const LimiterSettings& settings);
+// True when no Reset-Day header said when today's window ends: while the daily cap holds
+// dispatch, look at the API's count again (a balance query costs no credits).
+bool day_reset_assumed(const AccountState& state);
 
 // Starts a fresh state from the configured plan (0 = unlimited).
 AccountState from_plan(std::int64_t rpm, std::int64_t parallel, std::int64_t daily);
@@ -76,11 +105,17 @@ Allowance other_allowance(const AccountState& state, TimePoint now,
 void take_other(AccountState& state, TimePoint now, const LimiterSettings& settings);
 
 // Learns from a response's headers: Limit overrides the plan, Remaining caps what may be
-// sent until Reset, a later Reset starts a new window.
-void observe(AccountState& state, const Observation& observation, TimePoint now);
+// sent until Reset, a later Reset starts a new window. A Remaining-Day showing more room
+// than state.day_unanswered and reordered responses can explain is the API's count, and
+// when it fell by more than half a new day at `now` (learning day_start_offset when no
+// Reset-Day header came with it). Reordering is bounded by the parallel limit, or ruled
+// out by two answer deadlines without a submit (day_submitted_at).
+void observe(AccountState& state, const Observation& observation, TimePoint now,
+             const LimiterSettings& settings = {});
 
 // A 429: pauses the named window (rpm when unnamed) until Retry-After, else the
-// window's reported reset, else one pacing interval.
+// window's reported reset, else one pacing interval (daily: the assumed day start). A
+// daily 429 that says when the API's day begins teaches that hour.
 void on_rate_limited(AccountState& state, std::optional<Window> window,
                      const Observation& observation, TimePoint now,
                      const LimiterSettings& settings);

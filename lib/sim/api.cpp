@@ -189,6 +189,8 @@ json::object config_json(const Account& account) {
   o["limits"] = json::object{{"rpm", limits.rpm}, {"parallel", limits.parallel}, {"daily", limits.daily}};
   o["credits"] = account.balance();
   o["window_seconds"] = s.window_seconds;
+  o["day_start_seconds"] = s.day_start_seconds;
+  o["reset_day_header"] = s.reset_day_header;
   o["gen_min_seconds"] = s.gen_min_seconds;
   o["gen_max_seconds"] = s.gen_max_seconds;
   o["fail_rate"] = s.fail_rate;
@@ -630,7 +632,9 @@ void Api::add_rate_headers(ApiReply& reply, TimePoint now) {
   if (u.limits.daily > 0) {
     reply.headers.emplace_back("X-RateLimit-Limit-Day", std::to_string(u.limits.daily));
     reply.headers.emplace_back("X-RateLimit-Remaining-Day", remaining(u.limits.daily, u.day_used));
-    reply.headers.emplace_back("X-RateLimit-Reset-Day", real_ms(u.day_reset));
+    if (account_.settings().reset_day_header) {
+      reply.headers.emplace_back("X-RateLimit-Reset-Day", real_ms(u.day_reset));
+    }
   }
   if (u.limits.parallel > 0) {
     reply.headers.emplace_back("X-RateLimit-Limit-Parallel", std::to_string(u.limits.parallel));

@@ -43,6 +43,8 @@ std::string usage_text() {
   --plan NAME                 free | starter | pro | enterprise (default free)
   --rpm N --parallel N --daily N   override the plan's limits (0 = unlimited)
   --window-seconds S          length of the request window, simulated seconds (default 60)
+  --day-starts-at HH:MM       the provider's day begins at this UTC time (simulated; default 00:00)
+  --reset-day-header yes|no   send X-RateLimit-Reset-Day (default yes)
   --credits N                 starting balance (default 100000)
   --webhook-secret S          HMAC-SHA256 secret of X-Doitong-Signature
   --time-scale X              simulated seconds per real second (default 1)
@@ -97,6 +99,21 @@ Options parse_options(const std::vector<std::string>& args, const char* env_api_
       {"--parallel", limit(s.parallel)},
       {"--daily", limit(s.daily)},
       {"--window-seconds", rate(s.window_seconds)},
+      {"--day-starts-at",
+       [&](const std::string& option, const std::string& v) {
+         auto digit = [&](std::size_t i) { return v[i] >= '0' && v[i] <= '9'; };
+         if (v.size() != 5 || !digit(0) || !digit(1) || v[2] != ':' || !digit(3) || !digit(4)) {
+           throw UsageError(option + " must be HH:MM (UTC), got '" + v + "'");
+         }
+         const int hour = (v[0] - '0') * 10 + (v[1] - '0'), minute = (v[3] - '0') * 10 + (v[4] - '0');
+         if (hour > 23 || minute > 59) throw UsageError(option + " must be HH:MM (UTC), got '" + v + "'");
+         s.day_start_seconds = hour * 3600 + minute * 60;
+       }},
+      {"--reset-day-header",
+       [&](const std::string& option, const std::string& v) {
+         if (v != "yes" && v != "no") throw UsageError(option + " must be yes or no");
+         s.reset_day_header = v == "yes";
+       }},
       {"--credits", [&](const std::string& option, const std::string& v) { s.credits = parse_int(option, v); }},
       {"--time-scale", rate(o.time_scale)},
       {"--clock-start",

@@ -3,6 +3,7 @@
 //   klingq-sim --listen 127.0.0.1:0 --api-key KEY --plan free|starter|pro|enterprise
 //              --credits N --webhook-secret S --time-scale X --gen-seconds MIN:MAX --seed N
 //              [--rpm N] [--parallel N] [--daily N] [--window-seconds S] [--fail-rate R]
+//              [--day-starts-at HH:MM] [--reset-day-header yes|no]
 //              [--clock-start ISO8601] [--fault-500 R] [--fault-503 R] [--fault-slow R]
 //              [--slow-ms MS] [--fault-reset-before R] [--fault-reset-after R]
 //              [--fault-malformed R] [--fault-429-bare R] [--webhook-drop R]

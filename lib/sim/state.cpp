@@ -20,13 +20,15 @@ Duration seconds(double s) {
   return std::chrono::duration_cast<Duration>(std::chrono::duration<double>(s));
 }
 
-std::int64_t day_of(TimePoint t) {
+// The provider's days are numbered from the one that began at the epoch plus its
+// offset (Settings::day_start_seconds after 00:00 UTC).
+std::int64_t day_of(TimePoint t, std::int64_t offset) {
   auto s = std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
-  return floor_div(s, seconds_per_day);
+  return floor_div(s - offset, seconds_per_day);
 }
 
-TimePoint start_of_day(std::int64_t day) {
-  return TimePoint(std::chrono::seconds(day * seconds_per_day));
+TimePoint start_of_day(std::int64_t day, std::int64_t offset) {
+  return TimePoint(std::chrono::seconds(day * seconds_per_day + offset));
 }
 
 void check_rate(double rate, const char* name) {
@@ -94,6 +96,9 @@ void Settings::validate() const {
   non_negative(daily, "daily");
   if (credits < 0) throw std::invalid_argument("credits must be >= 0");
   if (!(window_seconds > 0)) throw std::invalid_argument("window-seconds must be > 0");
+  if (day_start_seconds < 0 || day_start_seconds >= seconds_per_day) {
+    throw std::invalid_argument("day-starts-at must be a time of day");
+  }
   if (!(gen_min_seconds >= 0) || !(gen_max_seconds >= gen_min_seconds)) {
     throw std::invalid_argument("gen-seconds must be MIN:MAX with 0 <= MIN <= MAX");
   }
@@ -158,7 +163,7 @@ void Account::reset(Settings settings, TimePoint now) {
   window_origin_ = now;
   window_index_ = 0;
   window_used_ = 0;
-  day_index_ = day_of(now);
+  day_index_ = day_of(now, settings_.day_start_seconds);
   day_used_ = 0;
   balance_ = settings_.credits;
   jobs_.clear();
@@ -186,7 +191,7 @@ void Account::roll_windows(TimePoint now) {
     window_index_ = index;
     window_used_ = 0;
   }
-  auto day = day_of(now);
+  auto day = day_of(now, settings_.day_start_seconds);
   if (day != day_index_) {
     day_index_ = day;
     day_used_ = 0;
@@ -294,7 +299,7 @@ SubmitOutcome Account::submit(TimePoint now, const std::string* key, GeneratePar
   auto limits = settings_.limits();
   if (limits.daily > 0 && day_used_ >= limits.daily) {
     ++stats_.rate_limited_daily;
-    return rate_limited(Window::daily, limits.daily, start_of_day(day_index_ + 1));
+    return rate_limited(Window::daily, limits.daily, start_of_day(day_index_ + 1, settings_.day_start_seconds));
   }
   if (limits.parallel > 0 && static_cast<std::int64_t>(processing_.size()) >= limits.parallel) {
     ++stats_.rate_limited_parallel;
@@ -370,7 +375,7 @@ Usage Account::usage(TimePoint now) {
   u.window_used = window_used_;
   u.window_reset = window_origin_ + seconds(settings_.window_seconds) * (window_index_ + 1);
   u.day_used = day_used_;
-  u.day_reset = start_of_day(day_index_ + 1);
+  u.day_reset = start_of_day(day_index_ + 1, settings_.day_start_seconds);
   u.processing = static_cast<std::int64_t>(processing_.size());
   if (!processing_.empty()) u.next_slot = processing_.begin()->first;
   return u;

@@ -76,6 +76,11 @@ struct Settings {
   std::optional<std::int64_t> daily;     // overrides the plan's jobs per day; 0 = unlimited
   std::int64_t credits = 100000;         // balance at start (and after a reset)
   double window_seconds = 60;            // length of the request window, simulated seconds
+  // The provider's day: it begins this many simulated seconds after 00:00 UTC (a UTC+8
+  // provider: 16 h), and whether responses carry X-RateLimit-Reset-Day (providers that
+  // report the day's count may not say when it ends).
+  std::int64_t day_start_seconds = 0;
+  bool reset_day_header = true;
   double gen_min_seconds = 30;           // generation time range, simulated seconds
   double gen_max_seconds = 90;
   double fail_rate = 0;                  // probability that a job ends `failed`
@@ -130,8 +135,8 @@ struct Usage {
   PlanLimits limits;
   std::int64_t window_used = 0;   // requests counted in the current request window
   TimePoint window_reset;         // end of the current request window (simulated)
-  std::int64_t day_used = 0;      // jobs accepted since midnight
-  TimePoint day_reset;            // next 00:00 UTC (simulated)
+  std::int64_t day_used = 0;      // jobs accepted since the day began
+  TimePoint day_reset;            // next start of the provider's day (simulated)
   std::int64_t processing = 0;    // jobs not yet terminal
   std::optional<TimePoint> next_slot;  // earliest end of a processing job
 };
@@ -252,7 +257,7 @@ class Account {
   TimePoint window_origin_;            // request windows are aligned to this instant
   std::int64_t window_index_ = 0;      // which window window_used_ belongs to
   std::int64_t window_used_ = 0;
-  std::int64_t day_index_ = 0;         // days since the epoch (UTC) of day_used_
+  std::int64_t day_index_ = 0;         // provider days since the epoch of day_used_
   std::int64_t day_used_ = 0;
   std::int64_t balance_ = 0;
   std::unordered_map<std::string, Job> jobs_;
