@@ -50,7 +50,6 @@ Row lock(pqxx::transaction_base& tx, const std::string& name) {
   s.day_start_ms = int_of(r[18]);
   s.day_reset_reported = r[19].as<bool>();
   s.day_submitted_at = time_of(r[20]);
-  row.submits_unanswered = r[21].as<long long>();
   return row;
 }
 

@@ -42,7 +42,6 @@ struct Row {
   bool paused = false;                  // klingq pause
   TimePoint now;                        // the database's clock_timestamp()
   bool batch_budgets = false;           // klingq.batch_budgets has rows
-  std::int64_t submits_unanswered = 0;  // rows dispatching: sent, answer not recorded
 };
 
 // Creates the row from the plan; while limits_source is still 'plan', applies it.

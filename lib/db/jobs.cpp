@@ -25,6 +25,10 @@ std::int64_t count_in_flight(pqxx::transaction_base& tx, std::int64_t submitted_
   return exec1(tx, sql::jobs_count_in_flight, ll(submitted_cap))[0].as<long long>();
 }
 
+std::int64_t count_dispatching(pqxx::transaction_base& tx) {
+  return exec1(tx, sql::jobs_count_dispatching)[0].as<long long>();
+}
+
 std::vector<Claimable> select_claimable(pqxx::transaction_base& tx, std::int64_t limit, const Prices& p) {
   std::vector<Claimable> out;
   for (const auto& row : exec(tx, sql::jobs_select_claimable, ll(limit), ll(p.standard_5), ll(p.standard_10),

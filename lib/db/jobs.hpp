@@ -22,6 +22,9 @@ std::int64_t reap_expired(pqxx::transaction_base& tx, const Prices& prices);
 // Rows dispatching plus rows submitted (the latter counted up to submitted_cap, 0 = none).
 std::int64_t count_in_flight(pqxx::transaction_base& tx, std::int64_t submitted_cap);
 
+// Rows dispatching (sent, answer not recorded), of every instance.
+std::int64_t count_dispatching(pqxx::transaction_base& tx);
+
 // A runnable row in claim order (priority DESC, run_after, id), locked SKIP LOCKED.
 struct Claimable {
   std::int64_t id = 0;

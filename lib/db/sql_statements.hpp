@@ -38,6 +38,7 @@ extern const char* const jobs_cancel_by_ids;
 extern const char* const jobs_claim;
 extern const char* const jobs_complete;
 extern const char* const jobs_count_batch_by_state;
+extern const char* const jobs_count_dispatching;
 extern const char* const jobs_count_in_flight;
 extern const char* const jobs_count_queued_by_price;
 extern const char* const jobs_count_stuck;

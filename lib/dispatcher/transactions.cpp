@@ -96,9 +96,15 @@ struct Locked {
 Locked lock_account(pqxx::work& tx, const QueueSettings& settings) {
   auto row = db::account::lock(tx, settings.account);
   Locked locked{limiter_state(row.limits), row.balance, row.halted, row.paused, row.now, row.batch_budgets};
-  locked.state.day_unanswered = row.submits_unanswered;
   ratelimit::roll(locked.state, locked.now, settings.limiter);
   return locked;
+}
+
+// The submits on the wire that the API may not have counted yet, which the limiter needs
+// only to weigh a reported Remaining-Day (ratelimit::observe): counted after the lock,
+// and only for answers that report one, so the hot path pays nothing for it.
+void count_unanswered(pqxx::work& tx, Locked& locked, const ratelimit::Observation& observation) {
+  if (observation.daily.remaining) locked.state.day_unanswered = db::jobs::count_dispatching(tx);
 }
 
 void save_account(pqxx::work& tx, const QueueSettings& settings, const AccountState& s, std::int64_t charge = 0) {
@@ -314,7 +320,14 @@ std::vector<SubmitRecord> record_submits(pqxx::connection& connection, const Que
   // Without the lock nothing below reads or changes the account: every input is an
   // accepted submit without limit headers, whose transition touches no account field.
   std::optional<Locked> locked;
-  if (touch_account) locked = lock_account(tx, settings);
+  if (touch_account) {
+    locked = lock_account(tx, settings);
+    for (const auto& in : inputs) {
+      if (!in.observation.daily.remaining) continue;
+      count_unanswered(tx, *locked, in.observation);
+      break;  // once for the group, right after the lock
+    }
+  }
   AccountState scratch;
   auto& account = locked ? locked->state : scratch;
   const auto now = locked ? locked->now : Clock::now();
@@ -369,6 +382,7 @@ void record_response(pqxx::connection& connection, const QueueSettings& settings
                      const api::Outcome& outcome, const ratelimit::Observation& observation) {
   pqxx::work tx(connection);
   auto locked = lock_account(tx, settings);
+  count_unanswered(tx, locked, observation);
   auto halt = after_response(outcome, observation, locked.state, locked.now, policy_of(settings));
   if (halt) db::account::halt(tx, settings.account, *halt);
   save_account(tx, settings, locked.state);
