@@ -39,7 +39,10 @@ int main(int argc, char** argv) {
   bool check_only = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
-    if (arg == "--config" && i + 1 < argc) config_path = argv[++i];
+    if (arg == "--config") {
+      if (i + 1 >= argc) { std::cerr << "klingqd: --config needs a FILE\n"; usage(); return exit_usage; }
+      config_path = argv[++i];
+    }
     else if (arg == "--check-config") check_only = true;
     else if (arg == "--help" || arg == "-h") { usage(); return exit_clean; }
     else { std::cerr << "klingqd: unknown argument '" << arg << "'\n"; usage(); return exit_usage; }

@@ -6,6 +6,7 @@
 
 #include <cctype>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <regex>
@@ -337,6 +338,12 @@ Config parse(const std::string& yaml_text) {
 }
 
 Config load(const std::string& path) {
+  // An ifstream opens a directory and reads it as empty: that would be "config ok", all
+  // defaults, and the CLI would fall back to the default database without a word.
+  std::error_code ignored;
+  if (std::filesystem::is_directory(path, ignored)) {
+    throw ConfigError("config file " + path + " is a directory, not a YAML file");
+  }
   std::ifstream file(path);
   if (!file) throw ConfigError("cannot read config file " + path);
   std::stringstream text;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -93,6 +94,23 @@ TEST_CASE("operations: a bad config refuses to start and names the key - a bad r
   REQUIRE(Stack::wait_until([&] {
     return stack.scalar("SELECT count(*) FROM klingq.jobs WHERE state = 'completed'") == 2;
   }, 30s));
+}
+
+TEST_CASE("operations: klingqd names a usage problem - --config without a file, or a directory - and exits 2") {
+  auto missing = run({KLINGQD_BINARY, "--config"});
+  CHECK(missing.exit_code == 2);
+  CHECK(missing.err.find("--config needs a FILE") != std::string::npos);
+  CHECK(missing.err.find("unknown argument") == std::string::npos);
+
+  const auto dir = std::filesystem::temp_directory_path().string();
+  auto directory = run({KLINGQD_BINARY, "--config", dir, "--check-config"});
+  CHECK(directory.exit_code == 2);
+  CHECK(directory.err.find("is a directory") != std::string::npos);
+  CHECK(directory.out.find("config ok") == std::string::npos);
+  // The CLI reads the same file: it refuses too, instead of falling back to the default database.
+  auto cli = run({KLINGQ_CLI_BINARY, "--config", dir, "status"});
+  CHECK(cli.exit_code == 2);
+  CHECK(cli.err.find("is a directory") != std::string::npos);
 }
 
 TEST_CASE("operations: canary secrets appear in no log, metric, table, event or command line") {
