@@ -4,6 +4,7 @@
 #include "sim/options.hpp"
 #include "sim/server.hpp"
 #include "util/log.hpp"
+#include "util/version.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -25,6 +26,10 @@ int main(int argc, char** argv) {
   } catch (const sim::UsageError& e) {
     std::fprintf(stderr, "klingq-sim: %s\n", e.what());
     return 2;
+  }
+  if (options.version) {
+    std::printf("klingq-sim %s\n", version());
+    return 0;
   }
   if (options.help) {
     std::fputs(sim::usage_text().c_str(), stdout);

@@ -10,6 +10,7 @@
 #include "dispatcher/options.hpp"
 #include "http/client.hpp"
 #include "ops/metrics.hpp"
+#include "util/version.hpp"
 
 #include <boost/asio/io_context.hpp>
 
@@ -27,6 +28,7 @@ void usage() {
   std::cerr << "usage: klingqd --config FILE [--check-config]\n"
                "  --config FILE     YAML configuration (see config/klingq.example.yaml)\n"
                "  --check-config    validate the configuration and exit\n"
+               "  --version         print the version and exit\n"
                "Signals: SIGTERM/SIGINT stop gracefully (a second one exits at once),\n"
                "SIGHUP reloads the configuration.\n";
 }
@@ -44,6 +46,7 @@ int main(int argc, char** argv) {
       config_path = argv[++i];
     }
     else if (arg == "--check-config") check_only = true;
+    else if (arg == "--version") { std::cout << "klingqd " << version() << "\n"; return exit_clean; }
     else if (arg == "--help" || arg == "-h") { usage(); return exit_clean; }
     else { std::cerr << "klingqd: unknown argument '" << arg << "'\n"; usage(); return exit_usage; }
   }

@@ -12,6 +12,7 @@ const std::vector<OptionSpec> global_options = {
     {"--config", "FILE", "klingqd's YAML config: database.url and the credit cost table"},
     {"--json", "", "machine-readable output: one JSON document on stdout"},
     {"--help", "", "this help; `klingq COMMAND --help` for one command"},
+    {"--version", "", "print the version and exit"},
 };
 
 constexpr std::string_view exit_codes_text =
@@ -124,6 +125,10 @@ Arguments parse_arguments(const std::vector<std::string>& arguments) {
     }
     if (argument == "--help" || argument == "-h") {
       parsed.help = true;
+      continue;
+    }
+    if (argument == "--version") {
+      parsed.version = true;
       continue;
     }
     std::optional<std::string> inline_value;

@@ -50,6 +50,7 @@ struct Arguments {
   std::set<std::string> flags;                // flags given
   std::vector<std::string> operands;
   bool help = false;                          // --help / -h
+  bool version = false;                       // --version
 
   bool flag(const std::string& name) const { return flags.count(name) != 0; }
   std::optional<std::string> value(const std::string& name) const;

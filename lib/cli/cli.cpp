@@ -3,6 +3,7 @@
 #include "cli/cli.hpp"
 
 #include "cli/context.hpp"
+#include "util/version.hpp"
 #include "db/migrations.hpp"
 
 #include <pqxx/pqxx>
@@ -45,6 +46,10 @@ int run(const std::vector<std::string>& argument_list, std::ostream& out, std::o
   } catch (const UsageError& e) {
     err << "klingq: " << e.what() << "\n\n" << general_help();
     return exit_usage;
+  }
+  if (arguments.version) {
+    out << "klingq " << version() << "\n";
+    return exit_ok;
   }
   if (arguments.command.empty()) {
     if (arguments.help) {

@@ -8,6 +8,7 @@
 #include "db/instances.hpp"
 #include "db/jobs.hpp"
 #include "dispatcher/transition.hpp"
+#include "util/version.hpp"
 
 #include <pqxx/pqxx>
 
@@ -479,7 +480,7 @@ Snapshot heartbeat(pqxx::connection& connection, const QueueSettings& settings, 
   pqxx::work tx(connection);
   char host[256] = {};
   gethostname(host, sizeof host - 1);
-  db::instances::upsert(tx, settings.instance, std::string(host), static_cast<int>(getpid()), "0.1.0", status_json);
+  db::instances::upsert(tx, settings.instance, std::string(host), static_cast<int>(getpid()), version(), status_json);
   auto locked = lock_account(tx, settings);
   snapshot.limits = locked.state;
   snapshot.balance = locked.balance;

@@ -1,6 +1,8 @@
 // Registration of klingqd's metrics; see metrics.hpp for the names and meanings.
 #include "ops/metrics.hpp"
 
+#include "util/version.hpp"
+
 #include <prometheus/text_serializer.h>
 
 #include <string>
@@ -97,6 +99,14 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   auto counter = [&](const char* name, const char* help) -> prometheus::Counter& {
     return prometheus::BuildCounter().Name(name).Help(help).Register(registry).Add({});
   };
+
+  // klingq_build_info{version="..."} 1: which build each instance runs.
+  prometheus::BuildGauge()
+      .Name("klingq_build_info")
+      .Help("Always 1; the version label is this klingqd's version.")
+      .Register(registry)
+      .Add({{"version", version()}})
+      .Set(1);
 
   add_all<JobState>(prometheus::BuildGauge()
                         .Name("klingq_jobs")

@@ -39,6 +39,7 @@ std::string trimmed(std::string s) {
 std::string usage_text() {
   return R"(usage: klingq-sim --api-key KEY [options]
   --listen HOST:PORT          address to serve (default 127.0.0.1:8080; port 0 = any free port)
+  --version                   print the version and exit
   --api-key KEY               the key clients must send (or --api-key-file FILE, or $KLINGQ_SIM_API_KEY)
   --plan NAME                 free | starter | pro | enterprise (default free)
   --rpm N --parallel N --daily N   override the plan's limits (0 = unlimited)
@@ -161,6 +162,10 @@ Options parse_options(const std::vector<std::string>& args, const char* env_api_
     std::string option = args[i];
     if (option == "--help" || option == "-h") {
       o.help = true;
+      return o;
+    }
+    if (option == "--version") {
+      o.version = true;
       return o;
     }
     std::string value;

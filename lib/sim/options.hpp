@@ -35,6 +35,7 @@ struct Options {
   std::string log_level = "notice";
   Settings settings;
   bool help = false;
+  bool version = false;  // --version
 };
 
 struct UsageError : std::invalid_argument {

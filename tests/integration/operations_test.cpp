@@ -3,6 +3,8 @@
 #include "support/http_call.hpp"
 #include "support/stack.hpp"
 
+#include "util/version.hpp"
+
 #include <doctest/doctest.h>
 
 #include <sys/socket.h>
@@ -111,6 +113,17 @@ TEST_CASE("operations: klingqd names a usage problem - --config without a file, 
   auto cli = run({KLINGQ_CLI_BINARY, "--config", dir, "status"});
   CHECK(cli.exit_code == 2);
   CHECK(cli.err.find("is a directory") != std::string::npos);
+}
+
+TEST_CASE("operations: every binary prints its version and exits 0") {
+  for (const auto& binary : {std::pair{KLINGQD_BINARY, "klingqd"}, std::pair{KLINGQ_CLI_BINARY, "klingq"},
+                             std::pair{KLINGQ_SIM_BINARY, "klingq-sim"}}) {
+    const std::string name = binary.second;
+    auto result = run({binary.first, "--version"});
+    CAPTURE(name);
+    CHECK(result.exit_code == 0);
+    CHECK(result.out == std::string(name) + " " + klingq::version() + "\n");
+  }
 }
 
 TEST_CASE("operations: canary secrets appear in no log, metric, table, event or command line") {

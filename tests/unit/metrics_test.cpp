@@ -1,6 +1,7 @@
 // The Metrics registry: names, labels and values as they appear in the Prometheus text
 // format, which is what dashboards and alerts depend on.
 #include "ops/metrics.hpp"
+#include "util/version.hpp"
 
 #include <doctest/doctest.h>
 
@@ -117,7 +118,8 @@ TEST_CASE("metrics: every documented family is registered once, every name prefi
       "klingq_low_balance", "klingq_api_request_duration_seconds",
       "klingq_insert_to_submit_seconds", "klingq_submit_to_complete_seconds",
       "klingq_webhooks_total", "klingq_polls_total", "klingq_instances", "klingq_halted",
-      "klingq_paused", "klingq_stuck_jobs", "klingq_downloads_total", "klingq_download_bytes_total"};
+      "klingq_paused", "klingq_stuck_jobs", "klingq_downloads_total", "klingq_download_bytes_total",
+      "klingq_build_info"};
   CHECK(families.size() == expected.size());
   for (const auto& name : expected) CHECK_MESSAGE(families.count(name) == 1, name);
 
@@ -142,6 +144,7 @@ TEST_CASE("metrics: every documented family is registered once, every name prefi
     CHECK(has_line(text, "klingq_downloads_total{result=\"" + std::string(to_string(result)) + "\"} 0"));
   }
   CHECK(has_line(text, "klingq_download_bytes_total 0"));
+  CHECK(has_line(text, "klingq_build_info{version=\"" + std::string(klingq::version()) + "\"} 1"));
 }
 
 TEST_CASE("metrics: accessors return the same series each time") {
