@@ -70,18 +70,18 @@ std::vector<Claimed> claim(pqxx::transaction_base& tx, const std::vector<std::in
   return out;
 }
 
-std::vector<MarkedSubmitted> mark_submitted(pqxx::transaction_base& tx, const std::vector<Accepted>& accepted,
-                                            const std::string& instance, double first_poll_seconds) {
+std::vector<std::int64_t> mark_submitted(pqxx::transaction_base& tx, const std::vector<Accepted>& accepted,
+                                         const std::string& instance) {
   boost::json::array group;
   std::vector<std::int64_t> ids;
   for (const auto& a : accepted) {
-    group.push_back(boost::json::object{{"id", a.id}, {"remote_id", a.remote_id}, {"cost", a.cost}});
+    group.push_back(boost::json::object{
+        {"id", a.id}, {"remote_id", a.remote_id}, {"cost", a.cost}, {"first_poll", a.first_poll_seconds}});
     ids.push_back(a.id);
   }
-  std::vector<MarkedSubmitted> out;
-  for (const auto& row : exec(tx, sql::jobs_mark_submitted, boost::json::serialize(group), instance,
-                              first_poll_seconds, ids_array(ids))) {
-    out.push_back({row[0].as<long long>(), row[1].as<long long>()});
+  std::vector<std::int64_t> out;
+  for (const auto& row : exec(tx, sql::jobs_mark_submitted, boost::json::serialize(group), instance, ids_array(ids))) {
+    out.push_back(row[0].as<long long>());
   }
   return out;
 }

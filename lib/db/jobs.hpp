@@ -61,14 +61,11 @@ struct Accepted {
   std::int64_t id = 0;
   std::string remote_id;
   std::int64_t cost = 0;
+  double first_poll_seconds = 0;  // the first status poll is due this long after now()
 };
-struct MarkedSubmitted {
-  std::int64_t id = 0;
-  std::int64_t cost = 0;
-};
-// Rows still leased by `instance` become submitted, first poll due after first_poll_seconds.
-std::vector<MarkedSubmitted> mark_submitted(pqxx::transaction_base& tx, const std::vector<Accepted>& accepted,
-                                            const std::string& instance, double first_poll_seconds);
+// Rows still leased by `instance` become submitted; returns the ids of those.
+std::vector<std::int64_t> mark_submitted(pqxx::transaction_base& tx, const std::vector<Accepted>& accepted,
+                                         const std::string& instance);
 bool mark_failed(pqxx::transaction_base& tx, std::int64_t id, const std::string& instance,
                  const std::string& error_json, int attempts_spent);
 bool requeue(pqxx::transaction_base& tx, std::int64_t id, const std::string& instance,

@@ -47,8 +47,10 @@ void Heartbeat::publish_metrics() {
   auto& metrics = ctx_.metrics;
   for (int i = 0; i < static_cast<int>(ops::job_state_count); ++i) metrics.jobs(static_cast<ops::JobState>(i)).Set(0);
   for (const auto& [name, count] : s.jobs_by_state) {
-    static const char* names[] = {"queued", "dispatching", "submitted", "completed", "failed", "cancelled"};
-    for (int i = 0; i < 6; ++i) if (name == names[i]) metrics.jobs(static_cast<ops::JobState>(i)).Set(static_cast<double>(count));
+    for (std::size_t i = 0; i < ops::job_state_count; ++i) {
+      const auto state = static_cast<ops::JobState>(i);
+      if (name == ops::to_string(state)) metrics.jobs(state).Set(static_cast<double>(count));
+    }
   }
   metrics.in_flight_jobs().Set(static_cast<double>(s.in_flight));
   metrics.parallel_limit().Set(static_cast<double>(s.limits.parallel_limit));

@@ -304,19 +304,13 @@ std::vector<SubmitRecord> record_submits(pqxx::connection& connection, const Que
   const bool touch_account = std::any_of(inputs.begin(), inputs.end(), [&](const SubmitInput& in) {
     return in.outcome.outcome != OutcomeClass::accepted || observed(in.observation);
   });
-  std::vector<db::jobs::Accepted> accepted;
   std::vector<std::string> accepted_remote_ids;  // for the locks and the inbox
-  std::vector<std::size_t> accepted_index;
-  for (std::size_t i = 0; i < inputs.size(); ++i) {
-    if (inputs[i].outcome.outcome != OutcomeClass::accepted) continue;
-    const auto& in = inputs[i];
-    accepted.push_back({in.job.id, in.outcome.remote_id, in.outcome.credit_cost.value_or(in.job.expected_cost)});
-    accepted_remote_ids.push_back(in.outcome.remote_id);
-    accepted_index.push_back(i);
+  for (const auto& in : inputs) {
+    if (in.outcome.outcome == OutcomeClass::accepted) accepted_remote_ids.push_back(in.outcome.remote_id);
   }
   // Serialises with a webhook for the same remote id (apply_completion), so an early
   // webhook is either in the inbox below or finds the row submitted.
-  if (!accepted.empty()) db::remote::lock_many(tx, accepted_remote_ids);
+  if (!accepted_remote_ids.empty()) db::remote::lock_many(tx, accepted_remote_ids);
 
   // Without the lock nothing below reads or changes the account: every input is an
   // accepted submit without limit headers, whose transition touches no account field.
@@ -332,11 +326,17 @@ std::vector<SubmitRecord> record_submits(pqxx::connection& connection, const Que
   AccountState scratch;
   auto& account = locked ? locked->state : scratch;
   const auto now = locked ? locked->now : Clock::now();
+  std::vector<db::jobs::Accepted> accepted;  // written together below
+  std::unordered_map<std::int64_t, std::pair<std::size_t, std::int64_t>> accepted_by_id;  // input, extra charge
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     const auto& [job, outcome, observation, unit_random] = inputs[i];
     const JobFacts facts{job.attempts, job.max_attempts, job.expected_cost};
     auto next = next_after_submit(facts, outcome, observation, account, now, policy, unit_random);
-    if (next.state == JobState::submitted) continue;  // all together below
+    if (next.state == JobState::submitted) {
+      accepted.push_back({job.id, outcome.remote_id, next.cost, seconds(*next.next_poll_at - now)});
+      accepted_by_id.emplace(job.id, std::pair{i, next.extra_charge});
+      continue;
+    }
     auto& record = records[i];
     if (next.halt_reason) db::account::halt(tx, settings.account, *next.halt_reason);
     bool changed = false;
@@ -354,18 +354,17 @@ std::vector<SubmitRecord> record_submits(pqxx::connection& connection, const Que
 
   std::int64_t charge = 0;  // what the API charged beyond what the claim expected
   if (!accepted.empty()) {
-    std::unordered_map<std::int64_t, std::size_t> by_id;
-    for (auto i : accepted_index) by_id.emplace(inputs[i].job.id, i);
-    for (const auto& row : db::jobs::mark_submitted(tx, accepted, settings.instance, seconds(policy.first_poll))) {
-      const auto i = by_id.at(row.id);
-      charge += row.cost - inputs[i].job.expected_cost;
+    for (auto id : db::jobs::mark_submitted(tx, accepted, settings.instance)) {
+      const auto [i, extra_charge] = accepted_by_id.at(id);
+      charge += extra_charge;
       records[i].new_state = to_string(JobState::submitted);
     }
     // Webhooks that beat their submit record waited in the inbox: apply them now.
     for (auto& early : db::inbox::take(tx, accepted_remote_ids)) {
       Completion c{early.remote_id, early.status, early.url, early.metadata_json, early.error};
       if (complete_locked(tx, settings, c).result != CompletionResult::applied) continue;
-      for (auto i : accepted_index) {
+      for (const auto& [id, entry] : accepted_by_id) {
+        const auto i = entry.first;
         if (inputs[i].outcome.remote_id == c.remote_id && records[i].new_state == "submitted") {
           records[i].completed_early = true;
           records[i].new_state = c.status;
