@@ -134,6 +134,7 @@ const std::vector<Key>& keys() {
       {"poll.first_after_seconds", field(&Config::poll, &PollConfig::first_after_seconds)},
       {"poll.max_interval_seconds", field(&Config::poll, &PollConfig::max_interval_seconds)},
       {"poll.webhook_grace_seconds", field(&Config::poll, &PollConfig::webhook_grace_seconds)},
+      {"poll.min_interval_ms", field(&Config::poll, &PollConfig::min_interval_ms)},
       {"poll.horizon_seconds", field(&Config::poll, &PollConfig::horizon_seconds)},
       {"webhook.listen", field(&Config::webhook, &WebhookConfig::listen)},
       {"webhook.public_url", field(&Config::webhook, &WebhookConfig::public_url)},
@@ -294,6 +295,7 @@ void Config::validate() const {
   require(poll.first_after_seconds >= 0, "poll.first_after_seconds", "must not be negative");
   require(poll.max_interval_seconds >= 1, "poll.max_interval_seconds", "must be at least 1");
   require(poll.webhook_grace_seconds >= 0, "poll.webhook_grace_seconds", "must not be negative");
+  require(poll.min_interval_ms >= 100, "poll.min_interval_ms", "must be at least 100");
   require(poll.horizon_seconds >= 1, "poll.horizon_seconds", "must be at least 1");
   require(webhook.listen.empty() || valid_listen(webhook.listen), "webhook.listen",
           "must be host:port, e.g. 0.0.0.0:8081");

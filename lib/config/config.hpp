@@ -95,10 +95,11 @@ struct DispatchConfig {
 };
 
 struct PollConfig {
-  double share = 0.2;            // most of the request budget polls may use
-  int first_after_seconds = 60;  // expected generation time before the first poll
+  double share = 0.2;            // most of the request budget polls may use while submits want it
+  int first_after_seconds = 5;   // the first poll until generation times are learned
   int max_interval_seconds = 600;
-  int webhook_grace_seconds = 120;  // with webhooks on, poll only jobs this late
+  int webhook_grace_seconds = 30;  // with webhooks on, poll only jobs this late past the 99 % time
+  int min_interval_ms = 2000;    // never two polls of one job closer than this (the seed's 2 s)
   int horizon_seconds = 7200;    // unresolved this long: flagged as stuck
 };
 

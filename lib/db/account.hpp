@@ -29,6 +29,7 @@ struct LimiterColumns {
   std::optional<std::int64_t> day_start_ms;  // the provider's day begins this long after 00:00 UTC
   bool day_reset_reported = false;           // day_reset_at came from a Reset-Day header
   std::optional<TimePoint> day_submitted_at;  // when submits were last taken
+  std::optional<TimePoint> capacity_held_at;  // when a claim was last held by capacity
   std::int64_t parallel_limit = 1;
   std::optional<TimePoint> parallel_paused_until;
   std::string limits_source = "plan";

@@ -25,6 +25,8 @@ extern const char* const downloads_record_failed;
 extern const char* const downloads_record_ok;
 extern const char* const downloads_release;
 extern const char* const downloads_release_all;
+extern const char* const generation_times_refresh;
+extern const char* const generation_times_select;
 extern const char* const inbox_put;
 extern const char* const inbox_take;
 extern const char* const instances_count_live;

@@ -67,6 +67,7 @@ std::string Stack::write_config(std::map<std::string, std::string> overrides) {
       {"poll.first_after_seconds", "1"},
       {"poll.max_interval_seconds", "1"},
       {"poll.webhook_grace_seconds", "2"},
+      {"poll.min_interval_ms", "200"},  // the simulators' 60x: 2 s are 33 ms of theirs
       {"log.level", "debug"},
   };
   for (auto& [key, value] : overrides) values[key] = value;
