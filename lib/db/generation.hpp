@@ -1,4 +1,4 @@
-// klingq.generation_times (schema/012_generation_times.sql): the quantiles of generation
+// klingq.generation_times (schema/013_generation_times.sql): the quantiles of generation
 // time per kind of job, recomputed from recent completions. Typed statements only; what
 // the figures mean for polls is decided in lib/dispatcher/poll_schedule.
 #pragma once
