@@ -42,7 +42,7 @@ struct Row {
   bool halted = false;                  // halted_reason is set (a 401)
   bool paused = false;                  // klingq pause
   TimePoint now;                        // the database's clock_timestamp()
-  bool batch_budgets = false;           // klingq.batch_budgets has rows
+  bool batch_budgets = false;           // some klingq.batches row has a budget
 };
 
 // Creates the row from the plan; while limits_source is still 'plan', applies it.
