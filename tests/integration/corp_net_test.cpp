@@ -103,6 +103,21 @@ TEST_CASE("corporate network: HTTPS_PROXY from the environment is used - NO_PROX
   CHECK(proxy.targets().size() == targets_before);
 }
 
+TEST_CASE("corporate network: an http API through HTTP_PROXY goes in absolute form with the proxy's credentials") {
+  Stack stack({"--plan", "enterprise", "--time-scale", "60", "--gen-seconds", "1:1"});
+  ForwardProxy proxy(std::string(proxy_user) + ":" + proxy_password);
+  stack.insert_jobs(3);
+  const auto url = "http://" + std::string(proxy_user) + ":" + proxy_password + "@127.0.0.1:" + std::to_string(proxy.port());
+  auto& daemon = stack.start_daemon(stack.with_webhooks({{"limits.plan", "enterprise"}}), {{"HTTP_PROXY", url}});
+  REQUIRE(Stack::wait_until([&] { return stack.scalar("SELECT count(*) FROM klingq.jobs WHERE state = 'completed'") == 3; }, 30s));
+  CHECK(proxy.tunnels() == 0);
+  CHECK(proxy.refused() == 0);
+  CHECK(proxy.forwarded() >= 4);  // three submits and at least one balance query
+  CHECK(count(proxy.targets(), "POST http://" + stack.sim_address + "/graphql") >= 3);
+  CHECK(stack.sim_stats().at("accepted").as_int64() == 3);
+  CHECK(daemon.stderr_text().find(proxy_password) == std::string::npos);
+}
+
 TEST_CASE("corporate network: a 407 from the proxy halts dispatch with a clear reason and fails no job") {
   Stack stack({"--plan", "enterprise", "--time-scale", "60", "--gen-seconds", "1:1"});
   auto ca = TestCa::make(stack.dir);
@@ -113,7 +128,7 @@ TEST_CASE("corporate network: a 407 from the proxy halts dispatch with a clear r
   auto& daemon = stack.start_daemon(
       behind_front(stack, front, ca.ca_file, {{"api.proxy", quoted("http://klingq:wrong-pass@127.0.0.1:" + std::to_string(proxy.port()))}}));
   REQUIRE(Stack::wait_until([&] {
-    return stack.text("SELECT coalesce(halted_reason, '') FROM klingq.account").rfind("407 from the proxy", 0) == 0;
+    return stack.text("SELECT coalesce(max(halted_reason), '') FROM klingq.account").rfind("407 from the proxy", 0) == 0;
   }, 30s));
   const auto reason = stack.text("SELECT halted_reason FROM klingq.account");
   MESSAGE("halted_reason: " << reason);
