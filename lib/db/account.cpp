@@ -83,4 +83,8 @@ void clear_halt(pqxx::transaction_base& tx, const std::string& name) {
   exec(tx, sql::account_clear_halt, name);
 }
 
+bool clear_halt_matching(pqxx::transaction_base& tx, const std::string& name, const std::string& reason_prefix) {
+  return !exec(tx, sql::account_clear_halt_matching, name, reason_prefix).empty();
+}
+
 }  // namespace klingq::db::account

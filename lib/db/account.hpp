@@ -60,5 +60,7 @@ void set_balance(pqxx::transaction_base& tx, const std::string& name, std::int64
 void charge(pqxx::transaction_base& tx, const std::string& name, std::int64_t amount);
 void halt(pqxx::transaction_base& tx, const std::string& name, const std::string& reason);
 void clear_halt(pqxx::transaction_base& tx, const std::string& name);
+// Clears a halt whose reason begins with `reason_prefix`; true when one was cleared.
+bool clear_halt_matching(pqxx::transaction_base& tx, const std::string& name, const std::string& reason_prefix);
 
 }  // namespace klingq::db::account

@@ -9,6 +9,7 @@ namespace klingq::db::sql {
 
 extern const char* const account_charge;
 extern const char* const account_clear_halt;
+extern const char* const account_clear_halt_matching;
 extern const char* const account_ensure;
 extern const char* const account_get_balance;
 extern const char* const account_halt;

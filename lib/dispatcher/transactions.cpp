@@ -505,6 +505,14 @@ void clear_halt(pqxx::connection& connection, const QueueSettings& settings) {
   tx.commit();
 }
 
+bool clear_proxy_halt(pqxx::connection& connection, const QueueSettings& settings) {
+  pqxx::work tx(connection);
+  const bool cleared = db::account::clear_halt_matching(tx, settings.account, proxy_halt_prefix);
+  if (cleared) db::jobs::notify(tx, "resumed");
+  tx.commit();
+  return cleared;
+}
+
 Snapshot heartbeat(pqxx::connection& connection, const QueueSettings& settings, const std::string& status_json) {
   Snapshot snapshot;
   pqxx::work tx(connection);

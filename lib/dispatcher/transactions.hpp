@@ -151,6 +151,9 @@ void set_balance(pqxx::connection& connection, const QueueSettings& settings, st
 std::int64_t release_leases(pqxx::connection& connection, const QueueSettings& settings);
 // Clears a 401 halt (after the key was replaced).
 void clear_halt(pqxx::connection& connection, const QueueSettings& settings);
+// Clears a halt a proxy's 407 caused (start-up: the proxy settings may have been
+// fixed, and they are read only at start). True when one was cleared.
+bool clear_proxy_halt(pqxx::connection& connection, const QueueSettings& settings);
 
 struct Snapshot {
   ratelimit::AccountState limits;

@@ -51,6 +51,7 @@ Transition requeued(TimePoint run_after, std::string why, std::int64_t refund) {
 }
 
 std::string halt_reason_of(const api::Outcome& outcome) {
+  if (outcome.http_status == 407) return proxy_halt_prefix + outcome.message.substr(0, 300);
   return "401 from the API: " + outcome.message.substr(0, 200);
 }
 
@@ -104,7 +105,10 @@ Transition next_after_submit(const JobFacts& job, const api::Outcome& outcome,
       return t;
     }
     case OutcomeClass::unauthorized: {
-      auto t = requeued(now, "dispatch halted: API key refused (401)", job.expected_cost);
+      auto t = requeued(now,
+                        outcome.http_status == 407 ? "dispatch halted: the proxy refused the credentials (407)"
+                                                   : "dispatch halted: API key refused (401)",
+                        job.expected_cost);
       t.halt_reason = halt_reason_of(outcome);
       return t;
     }

@@ -21,6 +21,10 @@
 
 namespace klingq::dispatcher {
 
+// How a halt reason caused by a proxy's 407 begins: such a halt is lifted when klingqd
+// starts (the proxy settings are read only then), a 401's only when the key changes.
+inline constexpr const char* proxy_halt_prefix = "407 from the proxy: ";
+
 // klingq.job_state.
 enum class JobState { queued, dispatching, submitted, completed, failed, cancelled };
 const char* to_string(JobState state);
@@ -83,7 +87,7 @@ std::optional<CompletionTransition> next_after_completion(const api::Completion&
                                                           bool download_outputs);
 
 // A response to a request that was not a submit (a poll, a balance query): what the
-// account learns; returns the halt reason of a 401.
+// account learns; returns the halt reason of a 401 (or a proxy's 407).
 std::optional<std::string> after_response(const api::Outcome& outcome, const ratelimit::Observation& observation,
                                           ratelimit::AccountState& account, TimePoint now,
                                           const TransitionPolicy& policy);

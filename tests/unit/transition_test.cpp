@@ -210,6 +210,21 @@ TEST_CASE("a 401 halts dispatch for every instance and requeues the job untouche
   CHECK(t.refund == 100);
 }
 
+TEST_CASE("a proxy's 407 halts dispatch like a 401, with a reason a start can recognise") {
+  auto a = account();
+  auto o = outcome(api::OutcomeClass::unauthorized, 407, "the proxy http://proxy:3128 answered 407");
+  auto t = dispatcher::next_after_submit(job, o, {}, a, now, policy(), 0.5);
+  CHECK(t.state == JobState::queued);
+  REQUIRE(t.halt_reason.has_value());
+  CHECK(*t.halt_reason == std::string(dispatcher::proxy_halt_prefix) + "the proxy http://proxy:3128 answered 407");
+  CHECK(t.wait_reason == "dispatch halted: the proxy refused the credentials (407)");
+  CHECK(t.attempts_spent == 0);
+  CHECK(t.refund == 100);
+  auto halt = dispatcher::after_response(o, {}, a, now, policy());
+  REQUIRE(halt.has_value());
+  CHECK(halt->rfind(dispatcher::proxy_halt_prefix, 0) == 0);
+}
+
 TEST_CASE("a lost lease gives nothing back: whoever took the row refunded its claim") {
   auto a = account();
   for (auto c : {api::OutcomeClass::invalid_job, api::OutcomeClass::transient, api::OutcomeClass::rate_limited,
