@@ -112,20 +112,28 @@ us_per_job() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf
 # drain_config FILE URL POOL_SIZE IN_FLIGHT [CONNECTIONS]: the klingqd config of the drain
 # benchmarks (throughput, compare, profile-dispatch): the enterprise plan, CONNECTIONS (64) to the API,
 # claims of up to 200 rows, no status polls or balance queries during the run.
+# POOL_SIZE "default": the pool, connections, in-flight and claim settings are left at
+# klingqd's defaults (what a user who sets nothing runs).
 drain_config() {
+  local pool="" conns="" dispatch=""
+  if [ "$3" != default ]; then
+    pool="  pool_size: $3"
+    conns="  max_connections: ${5:-64}"
+    dispatch="dispatch:
+  max_in_flight_requests: $4
+  claim_batch: 200"
+  fi
   cat >"$1" <<YAML
 database:
   url: "$2"
-  pool_size: $3
+$pool
 api:
   base_url: "http://$SIM_ADDR"
   key_file: "$WORK/api-key"
-  max_connections: ${5:-64}
+$conns
 limits:
   plan: enterprise
-dispatch:
-  max_in_flight_requests: $4
-  claim_batch: 200
+$dispatch
 poll:
   first_after_seconds: 3600
 credits:

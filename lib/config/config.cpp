@@ -311,8 +311,8 @@ void Config::validate() const {
   require(dispatch.retry_base_ms >= 1, "dispatch.retry_base_ms", "must be at least 1");
   require(dispatch.retry_max_ms >= dispatch.retry_base_ms, "dispatch.retry_max_ms",
           "must be at least dispatch.retry_base_ms");
-  require(dispatch.max_in_flight_requests >= 1, "dispatch.max_in_flight_requests",
-          "must be at least 1");
+  require(dispatch.max_in_flight_requests >= 0, "dispatch.max_in_flight_requests",
+          "must not be negative (0: api.max_connections + dispatch.claim_batch)");
   require(poll.share > 0 && poll.share <= 1, "poll.share", "must be in (0, 1]");
   require(poll.first_after_seconds >= 0, "poll.first_after_seconds", "must not be negative");
   require(poll.max_interval_seconds >= 1, "poll.max_interval_seconds", "must be at least 1");

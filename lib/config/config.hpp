@@ -50,7 +50,7 @@ struct ApiConfig {
   Protocol protocol = Protocol::graphql;            // graphql | rest
   std::string key_file;                 // file holding the key; else env, else credential
   int request_timeout_ms = 30000;       // deadline for one HTTP exchange
-  int max_connections = 32;             // keep-alive connections to the API
+  int max_connections = 64;             // keep-alive connections to the API
   bool poll_counts_against_rpm = true;  // status queries spend the request budget
   // An HTTP proxy for the API and the downloads: "http://[user:password@]host[:port]".
   // Empty: $https_proxy/$HTTPS_PROXY for https, $http_proxy/$HTTP_PROXY for http.
@@ -93,12 +93,14 @@ struct CreditsConfig {
 
 struct DispatchConfig {
   std::string instance_id;      // default: hostname-pid
-  int claim_batch = 100;        // most rows one claim takes
+  int claim_batch = 200;        // most rows one claim takes
   int lease_seconds = 120;      // a claimed row returns to the queue after this
   int safety_poll_ms = 5000;    // claim even when no NOTIFY came
   int retry_base_ms = 2000;     // first retry delay; doubles per attempt, jittered
   int retry_max_ms = 600000;    // cap of the retry delay
-  int max_in_flight_requests = 64;  // concurrent submits of this instance
+  // Submits of this instance from claim to record; 0: api.max_connections + claim_batch
+  // (one claim's worth of rows ready behind the requests on the wire: the fastest measured).
+  int max_in_flight_requests = 0;
 };
 
 struct PollConfig {

@@ -39,7 +39,9 @@ EngineOptions options_from(const config::Config& config, config::Secret api_key)
   o.webhook_secrets = config.webhook.secrets;
   o.database_url = config.database.url;
   o.claim_batch = config.dispatch.claim_batch;
-  o.max_in_flight = config.dispatch.max_in_flight_requests;
+  o.max_in_flight = config.dispatch.max_in_flight_requests > 0
+                        ? config.dispatch.max_in_flight_requests
+                        : config.api.max_connections + config.dispatch.claim_batch;
   o.safety_poll = std::chrono::milliseconds(config.dispatch.safety_poll_ms);
   o.credits_refresh = std::chrono::seconds(config.credits.refresh_seconds);
   o.low_balance_warning = config.credits.low_balance_warning;

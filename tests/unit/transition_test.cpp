@@ -325,3 +325,16 @@ TEST_CASE("job states have the schema's names") {
   CHECK(std::string(dispatcher::to_string(JobState::failed)) == "failed");
   CHECK(std::string(dispatcher::to_string(JobState::cancelled)) == "cancelled");
 }
+
+TEST_CASE("by default rows are claimed one claim ahead of the requests on the wire") {
+  config::Config cfg;
+  auto options = dispatcher::options_from(cfg, config::Secret("key"));
+  CHECK(cfg.api.max_connections == 64);
+  CHECK(options.claim_batch == 200);
+  CHECK(options.max_in_flight == 64 + 200);
+  cfg.api.max_connections = 8;
+  cfg.dispatch.claim_batch = 10;
+  CHECK(dispatcher::options_from(cfg, config::Secret("key")).max_in_flight == 18);
+  cfg.dispatch.max_in_flight_requests = 5;  // set: kept as it is
+  CHECK(dispatcher::options_from(cfg, config::Secret("key")).max_in_flight == 5);
+}
