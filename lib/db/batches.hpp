@@ -71,10 +71,11 @@ struct Candidate {
 // The highest priority with a runnable row below `below` (nullopt: any).
 std::optional<int> top_priority(pqxx::transaction_base& tx, std::optional<int> below);
 double share_clock(pqxx::transaction_base& tx);
-// Active unpaused batches with a runnable row at `priority`, not in `excluded`, lowest
-// pass first, at most `limit`.
-std::vector<Candidate> candidates(pqxx::transaction_base& tx, int priority, std::int64_t limit,
-                                  const std::vector<std::string>& excluded);
+// One page of the walk: `window` unpaused active batches from `offset`, lowest pass first.
+std::vector<Candidate> window(pqxx::transaction_base& tx, std::int64_t window, std::int64_t offset);
+// The first `limit` of `keys` (in their order) with a runnable row at `priority`.
+std::vector<std::string> runnable(pqxx::transaction_base& tx, const std::vector<std::string>& keys, int priority,
+                                  std::int64_t limit);
 // Jobs dispatching or submitted per key, for the keys given (absent: none).
 std::vector<std::pair<std::string, std::int64_t>> in_flight(pqxx::transaction_base& tx,
                                                             const std::vector<std::string>& keys);
@@ -107,5 +108,8 @@ std::vector<std::string> lock_lowest_active(pqxx::transaction_base& tx, std::int
 // Clears `active` on the batches among `keys` (locked by this transaction already)
 // without a queued job; returns the keys cleared.
 std::vector<std::string> deactivate_idle(pqxx::transaction_base& tx, const std::vector<std::string>& keys);
+
+// VACUUM klingq.batches (a command no transaction may hold: pass a pqxx::nontransaction).
+void vacuum(pqxx::transaction_base& tx);
 
 }  // namespace klingq::db::batches

@@ -221,16 +221,32 @@ Picked pick_by_shares(pqxx::work& tx, const QueueSettings& settings, const Locke
     // The candidate batches of this level, a page at a time until their room covers the
     // submits left (or no batch is left).
     std::vector<std::size_t> level_entries;
-    std::vector<std::string> seen;
     std::int64_t room_total = 0;
     bool more = true;
-    for (int page = 0; page < 4 && more && room_total < remaining; ++page) {
-      const std::int64_t limit = remaining + 8;
-      auto found = db::batches::candidates(tx, *priority, limit, seen);
-      more = static_cast<std::int64_t>(found.size()) == limit;
+    std::int64_t offset = 0;                  // into the walk, lowest pass first
+    std::int64_t window = 2 * remaining + 32;  // batches read per page, growing
+    for (int page = 0; page < 8 && more && room_total < remaining; ++page, window *= 4) {
+      auto rows = db::batches::window(tx, window, offset);
+      more = static_cast<std::int64_t>(rows.size()) == window;
+      std::vector<std::string> keys;
+      for (const auto& r : rows) keys.push_back(r.key);
+      const std::int64_t wanted_hits = remaining + 8;
+      auto hits = db::batches::runnable(tx, keys, *priority, wanted_hits);
+      // The probes stopped at the last hit when they found enough: the next page starts
+      // right after it, else after the whole window.
+      std::vector<db::batches::Candidate> found;
+      std::size_t h = 0;
+      std::size_t probed = rows.size();
+      for (std::size_t r = 0; r < rows.size() && h < hits.size(); ++r) {
+        if (rows[r].key != hits[h]) continue;
+        found.push_back(rows[r]);
+        ++h;
+        if (static_cast<std::int64_t>(hits.size()) == wanted_hits && h == hits.size()) probed = r + 1;
+      }
+      if (probed < rows.size()) more = true;
+      offset += static_cast<std::int64_t>(probed);
       std::vector<std::string> capped_keys;
       for (auto& c : found) {
-        seen.push_back(c.key);
         auto [it, fresh] = entry_of.try_emplace(c.key, out.entries.size());
         if (fresh) {
           ShareEntry e;
@@ -390,14 +406,21 @@ void save_shares(pqxx::work& tx, const Picked& picked, bool sweep) {
     if (e.taken > 0) {
       saved.push_back({e.batch.key, e.batch.pass, shares::day_count_after(e.caps, picked.today, e.taken), picked.today});
     }
-    if (e.taken > 0 || e.looked_short) check.push_back(e.batch.key);
+    // A batch that had fewer rows than planned may be out of jobs; one that had just
+    // enough is found by the sweep (at most a probe per claim until then).
+    if (e.looked_short) check.push_back(e.batch.key);
   }
-  std::sort(check.begin(), check.end());
-  db::batches::lock(tx, check);
-  if (!saved.empty()) db::batches::save_shares(tx, saved, picked.vtime);
+  if (!check.empty()) {
+    // Batches that ran short are looked at below: lock them with the saved ones, all in
+    // key order (the statement sorts), before anything else.
+    std::vector<std::string> keys = check;
+    for (const auto& b : saved) keys.push_back(b.key);
+    db::batches::lock(tx, keys);
+  }
+  if (!saved.empty()) db::batches::save_shares(tx, saved, picked.vtime);  // in key order as well
   if (sweep) {
     for (auto& key : db::batches::lock_lowest_active(tx, 32)) {
-      if (!std::binary_search(check.begin(), check.end(), key)) check.push_back(key);
+      if (std::find(check.begin(), check.end(), key) == check.end()) check.push_back(key);
     }
   }
   db::batches::deactivate_idle(tx, check);
@@ -702,6 +725,9 @@ Snapshot heartbeat(pqxx::connection& connection, const QueueSettings& settings, 
   snapshot.instances = db::instances::count_live(read);
   snapshot.stuck = db::jobs::count_stuck(read);
   read.commit();
+  // The claim's walk starts where its pass updates leave dead index entries (012).
+  pqxx::nontransaction vacuum(connection);
+  db::batches::vacuum(vacuum);
   return snapshot;
 }
 

@@ -205,6 +205,8 @@ TEST_CASE("the claim splits submits between batches by weight, and a late batch 
   CHECK(std::count(both.begin(), both.end(), "large") == 4);
   // The small batch is done: the large one has it all again, and the small one left the walk.
   CHECK(claim_batches(c, settings, 4) == std::vector<std::string>(4, "large"));
+  // The once-a-second sweep (with the lease reaper) takes the empty batch out of the walk.
+  CHECK(dispatcher::claim(c, settings, 1, true).jobs.size() == 1);
   CHECK(scalar(c, "SELECT count(*) FROM klingq.batches WHERE batch = 'small' AND NOT active") == 1);
 
   SUBCASE("weights 3:1, across claims of one") {
