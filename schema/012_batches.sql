@@ -76,6 +76,9 @@ DROP TABLE klingq.batch_budgets;
 -- budgeted batches, writes set or clear klingq.batches.budget.
 CREATE VIEW klingq.batch_budgets AS
   SELECT batch, budget FROM klingq.batches WHERE batch IS NOT NULL AND budget IS NOT NULL;
+COMMENT ON VIEW klingq.batch_budgets IS
+  'The budgeted batches of klingq.batches (batch, budget), under the name of the table it '
+  'replaced: INSERT sets a budget, UPDATE changes it, DELETE clears it.';
 CREATE FUNCTION klingq.batch_budgets_write() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF TG_OP = 'DELETE' THEN

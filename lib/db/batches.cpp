@@ -185,8 +185,11 @@ void save_shares(pqxx::transaction_base& tx, const std::vector<Saved>& batches, 
        vtime);
 }
 
-void lock(pqxx::transaction_base& tx, const std::vector<std::string>& keys) {
-  if (!keys.empty()) exec(tx, sql::batches_lock, text_array(keys));
+std::vector<std::string> lock(pqxx::transaction_base& tx, const std::vector<std::string>& keys) {
+  std::vector<std::string> out;
+  if (keys.empty()) return out;
+  for (const auto& r : exec(tx, sql::batches_lock, text_array(keys))) out.push_back(r[0].as<std::string>());
+  return out;
 }
 
 std::vector<std::string> lock_lowest_active(pqxx::transaction_base& tx, std::int64_t limit) {

@@ -99,8 +99,9 @@ struct Saved {
   std::int64_t day_count = 0;
   std::optional<std::int64_t> day_key;
 };
-// Locks the rows of `keys` (give them sorted: every writer locks in key order).
-void lock(pqxx::transaction_base& tx, const std::vector<std::string>& keys);
+// Locks the rows of `keys` in key order, skipping those another transaction holds;
+// returns the keys locked.
+std::vector<std::string> lock(pqxx::transaction_base& tx, const std::vector<std::string>& keys);
 void save_shares(pqxx::transaction_base& tx, const std::vector<Saved>& batches, double vtime);
 // Locks up to `limit` active batches of the lowest pass that nobody else holds, and
 // returns their keys (for the sweep of batches whose jobs left the queue otherwise).

@@ -410,14 +410,16 @@ void save_shares(pqxx::work& tx, const Picked& picked, bool sweep) {
     // enough is found by the sweep (at most a probe per claim until then).
     if (e.looked_short) check.push_back(e.batch.key);
   }
+  // Batches that ran short are looked at below, under their row lock (taken without
+  // waiting: a batch whose row is held is being refilled). Locked with the saved ones, all
+  // in key order (the statements sort), before anything else.
   if (!check.empty()) {
-    // Batches that ran short are looked at below: lock them with the saved ones, all in
-    // key order (the statement sorts), before anything else.
     std::vector<std::string> keys = check;
     for (const auto& b : saved) keys.push_back(b.key);
-    db::batches::lock(tx, keys);
+    auto held = db::batches::lock(tx, keys);
+    std::erase_if(check, [&](const std::string& k) { return std::find(held.begin(), held.end(), k) == held.end(); });
   }
-  if (!saved.empty()) db::batches::save_shares(tx, saved, picked.vtime);  // in key order as well
+  if (!saved.empty()) db::batches::save_shares(tx, saved, picked.vtime);
   if (sweep) {
     for (auto& key : db::batches::lock_lowest_active(tx, 32)) {
       if (std::find(check.begin(), check.end(), key) == check.end()) check.push_back(key);
