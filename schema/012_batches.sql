@@ -37,7 +37,10 @@ CREATE TABLE klingq.batches (
 -- coalesce(batch, ''): a job's batch label is never '' (jobs_batch_length), so '' names
 -- the unlabelled batch in keys and indexes.
 CREATE UNIQUE INDEX batches_key_idx ON klingq.batches (key);
--- The claim walks the runnable batches in pass order and stops at the first few.
+-- The claim walks the runnable batches in pass order and stops at the first few. It
+-- rewrites the pass of every batch it serves, so this index gathers a dead entry per
+-- submit just where the walk begins: klingqd's heartbeat vacuums the (small) table every
+-- few seconds, which autovacuum's one-minute naptime would not.
 CREATE INDEX batches_pass_idx ON klingq.batches (pass, key) WHERE active AND NOT paused;
 -- Every account lock asks whether any batch has a budget: an index lookup, not a scan.
 CREATE INDEX batches_budget_idx ON klingq.batches (key) WHERE budget IS NOT NULL;
@@ -73,6 +76,9 @@ DROP TABLE klingq.batch_budgets;
 -- budgeted batches, writes set or clear klingq.batches.budget.
 CREATE VIEW klingq.batch_budgets AS
   SELECT batch, budget FROM klingq.batches WHERE batch IS NOT NULL AND budget IS NOT NULL;
+COMMENT ON VIEW klingq.batch_budgets IS
+  'The budgeted batches of klingq.batches (batch, budget), under the name of the table it '
+  'replaced: INSERT sets a budget, UPDATE changes it, DELETE clears it.';
 CREATE FUNCTION klingq.batch_budgets_write() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF TG_OP = 'DELETE' THEN

@@ -107,11 +107,10 @@ double share_clock(pqxx::transaction_base& tx) {
   return rows.empty() ? 0.0 : rows[0][0].as<double>();
 }
 
-std::vector<Candidate> candidates(pqxx::transaction_base& tx, int priority, std::int64_t limit,
-                                  const std::vector<std::string>& excluded) {
+std::vector<Candidate> window(pqxx::transaction_base& tx, std::int64_t window, std::int64_t offset) {
   std::vector<Candidate> out;
   for (const auto& r :
-       exec(tx, sql::batches_select_candidates, priority, static_cast<long long>(limit), text_array(excluded))) {
+       exec(tx, sql::batches_select_window, static_cast<long long>(window), static_cast<long long>(offset))) {
     Candidate c;
     c.key = r[0].as<std::string>();
     c.unlabelled = r[1].as<bool>();
@@ -123,6 +122,16 @@ std::vector<Candidate> candidates(pqxx::transaction_base& tx, int priority, std:
     c.day_count = r[7].as<long long>();
     c.day_key = int_of(r[8]);
     out.push_back(std::move(c));
+  }
+  return out;
+}
+
+std::vector<std::string> runnable(pqxx::transaction_base& tx, const std::vector<std::string>& keys, int priority,
+                                  std::int64_t limit) {
+  std::vector<std::string> out;
+  if (keys.empty() || limit <= 0) return out;
+  for (const auto& r : exec(tx, sql::batches_select_runnable, text_array(keys), priority, static_cast<long long>(limit))) {
+    out.push_back(r[0].as<std::string>());
   }
   return out;
 }
@@ -176,8 +185,11 @@ void save_shares(pqxx::transaction_base& tx, const std::vector<Saved>& batches, 
        vtime);
 }
 
-void lock(pqxx::transaction_base& tx, const std::vector<std::string>& keys) {
-  if (!keys.empty()) exec(tx, sql::batches_lock, text_array(keys));
+std::vector<std::string> lock(pqxx::transaction_base& tx, const std::vector<std::string>& keys) {
+  std::vector<std::string> out;
+  if (keys.empty()) return out;
+  for (const auto& r : exec(tx, sql::batches_lock, text_array(keys))) out.push_back(r[0].as<std::string>());
+  return out;
 }
 
 std::vector<std::string> lock_lowest_active(pqxx::transaction_base& tx, std::int64_t limit) {
@@ -193,6 +205,10 @@ std::vector<std::string> deactivate_idle(pqxx::transaction_base& tx, const std::
   if (keys.empty()) return out;
   for (const auto& r : exec(tx, sql::batches_deactivate_idle, text_array(keys))) out.push_back(r[0].as<std::string>());
   return out;
+}
+
+void vacuum(pqxx::transaction_base& tx) {
+  tx.exec(sql::batches_vacuum);  // a utility command: sent as it is, it cannot be prepared
 }
 
 }  // namespace klingq::db::batches

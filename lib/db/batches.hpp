@@ -71,10 +71,11 @@ struct Candidate {
 // The highest priority with a runnable row below `below` (nullopt: any).
 std::optional<int> top_priority(pqxx::transaction_base& tx, std::optional<int> below);
 double share_clock(pqxx::transaction_base& tx);
-// Active unpaused batches with a runnable row at `priority`, not in `excluded`, lowest
-// pass first, at most `limit`.
-std::vector<Candidate> candidates(pqxx::transaction_base& tx, int priority, std::int64_t limit,
-                                  const std::vector<std::string>& excluded);
+// One page of the walk: `window` unpaused active batches from `offset`, lowest pass first.
+std::vector<Candidate> window(pqxx::transaction_base& tx, std::int64_t window, std::int64_t offset);
+// The first `limit` of `keys` (in their order) with a runnable row at `priority`.
+std::vector<std::string> runnable(pqxx::transaction_base& tx, const std::vector<std::string>& keys, int priority,
+                                  std::int64_t limit);
 // Jobs dispatching or submitted per key, for the keys given (absent: none).
 std::vector<std::pair<std::string, std::int64_t>> in_flight(pqxx::transaction_base& tx,
                                                             const std::vector<std::string>& keys);
@@ -98,8 +99,9 @@ struct Saved {
   std::int64_t day_count = 0;
   std::optional<std::int64_t> day_key;
 };
-// Locks the rows of `keys` (give them sorted: every writer locks in key order).
-void lock(pqxx::transaction_base& tx, const std::vector<std::string>& keys);
+// Locks the rows of `keys` in key order, skipping those another transaction holds;
+// returns the keys locked.
+std::vector<std::string> lock(pqxx::transaction_base& tx, const std::vector<std::string>& keys);
 void save_shares(pqxx::transaction_base& tx, const std::vector<Saved>& batches, double vtime);
 // Locks up to `limit` active batches of the lowest pass that nobody else holds, and
 // returns their keys (for the sweep of batches whose jobs left the queue otherwise).
@@ -107,5 +109,8 @@ std::vector<std::string> lock_lowest_active(pqxx::transaction_base& tx, std::int
 // Clears `active` on the batches among `keys` (locked by this transaction already)
 // without a queued job; returns the keys cleared.
 std::vector<std::string> deactivate_idle(pqxx::transaction_base& tx, const std::vector<std::string>& keys);
+
+// VACUUM klingq.batches (a command no transaction may hold: pass a pqxx::nontransaction).
+void vacuum(pqxx::transaction_base& tx);
 
 }  // namespace klingq::db::batches

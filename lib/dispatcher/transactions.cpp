@@ -4,11 +4,13 @@
 
 #include "credit/gate.hpp"
 #include "db/account.hpp"
+#include "db/batches.hpp"
 #include "db/generation.hpp"
 #include "db/inbox.hpp"
 #include "db/instances.hpp"
 #include "db/jobs.hpp"
 #include "dispatcher/transition.hpp"
+#include "shares/shares.hpp"
 #include "util/version.hpp"
 
 #include <pqxx/pqxx>
@@ -169,6 +171,268 @@ ClaimedJob claimed_job(db::jobs::Claimed row, const config::CostTable& cost) {
   return job;
 }
 
+// --- fair shares between batches (shares/shares.hpp) ---
+
+// One batch the claim looked at, across the priority levels it went through.
+struct ShareEntry {
+  shares::Batch batch;
+  shares::Caps caps;
+  std::int64_t taken = 0;  // submits it got in this claim
+  bool looked_short = false;  // it had fewer runnable rows than planned
+};
+
+struct Picked {
+  std::vector<std::int64_t> ids;      // in claim order
+  std::int64_t counted_before = 0;    // rows whose lost answer was counted against the day
+  bool short_of_credit = false;
+  bool queue_empty = false;           // fewer runnable rows than the allowance, caps aside
+  std::vector<ShareEntry> entries;
+  double vtime = 0;
+  std::int64_t today = 0;
+};
+
+// A claim looks at no more than this many priority levels: a level all of whose batches
+// are held (paused, capped, spent) hands its submits to the next one down.
+constexpr int max_levels = 3;
+
+// The rows this claim takes: the allowance split between the runnable batches of the top
+// runnable priority by their shares (shares::plan), the credit gate over the result, all
+// from the state in klingq.batches read under the account lock, so every instance keeps
+// the same shares. Looks at batches in pass order and stops after a few more than it has
+// submits to give: the cost follows the allowance, not the queue.
+Picked pick_by_shares(pqxx::work& tx, const QueueSettings& settings, const Locked& locked, std::int64_t allowance,
+                      std::int64_t budget, const db::Prices& prices, bool sweep) {
+  Picked out;
+  out.today = shares::day_key(locked.state.day_reset_at, locked.now);
+  out.vtime = db::batches::share_clock(tx);
+  std::int64_t cheapest = 0;
+  for (auto price : {prices.standard_5, prices.standard_10, prices.professional_5, prices.professional_10}) {
+    if (price > 0 && (cheapest == 0 || price < cheapest)) cheapest = price;
+  }
+  std::unordered_map<std::string, std::int64_t> budget_left;  // by batch label
+  if (locked.batch_budgets) {
+    for (auto& [batch, left] : db::batches::budgets_remaining(tx, prices)) budget_left[batch] = left;
+  }
+  std::unordered_map<std::string, std::size_t> entry_of;  // key -> out.entries
+  std::int64_t remaining = allowance;
+  std::optional<int> below;
+  for (int level = 0; level < max_levels && remaining > 0; ++level) {
+    const auto priority = db::batches::top_priority(tx, below);
+    if (!priority) {
+      out.queue_empty = true;
+      break;
+    }
+    below = *priority;
+    // The candidate batches of this level, a page at a time until their room covers the
+    // submits left (or no batch is left).
+    std::vector<std::size_t> level_entries;
+    std::int64_t room_total = 0;
+    bool more = true;
+    std::int64_t offset = 0;                  // into the walk, lowest pass first
+    std::int64_t window = 2 * remaining + 32;  // batches read per page, growing
+    for (int page = 0; page < 8 && more && room_total < remaining; ++page, window *= 4) {
+      auto rows = db::batches::window(tx, window, offset);
+      more = static_cast<std::int64_t>(rows.size()) == window;
+      std::vector<std::string> keys;
+      for (const auto& r : rows) keys.push_back(r.key);
+      const std::int64_t wanted_hits = remaining + 8;
+      auto hits = db::batches::runnable(tx, keys, *priority, wanted_hits);
+      // The probes stopped at the last hit when they found enough: the next page starts
+      // right after it, else after the whole window.
+      std::vector<db::batches::Candidate> found;
+      std::size_t h = 0;
+      std::size_t probed = rows.size();
+      for (std::size_t r = 0; r < rows.size() && h < hits.size(); ++r) {
+        if (rows[r].key != hits[h]) continue;
+        found.push_back(rows[r]);
+        ++h;
+        if (static_cast<std::int64_t>(hits.size()) == wanted_hits && h == hits.size()) probed = r + 1;
+      }
+      if (probed < rows.size()) more = true;
+      offset += static_cast<std::int64_t>(probed);
+      std::vector<std::string> capped_keys;
+      for (auto& c : found) {
+        auto [it, fresh] = entry_of.try_emplace(c.key, out.entries.size());
+        if (fresh) {
+          ShareEntry e;
+          e.batch.key = c.key;
+          e.batch.weight = c.weight;
+          e.batch.pass = c.pass;
+          e.caps.max_parallel = c.max_parallel;
+          e.caps.daily_cap = c.daily_cap;
+          e.caps.day_count = c.day_count;
+          e.caps.day_key = c.day_key;
+          e.caps.cheapest_cost = cheapest;
+          if (c.budget && !c.unlabelled) {
+            auto left = budget_left.find(c.key);
+            e.caps.budget_left = left == budget_left.end() ? *c.budget : left->second;
+          }
+          if (c.max_parallel) capped_keys.push_back(c.key);
+          out.entries.push_back(std::move(e));
+        }
+        auto& e = out.entries[it->second];
+        e.batch.priority = *priority;
+        e.caps.available.reset();  // rows at this level: not known yet
+        e.looked_short = false;
+        level_entries.push_back(it->second);
+      }
+      for (auto& [key, n] : db::batches::in_flight(tx, capped_keys)) out.entries[entry_of.at(key)].caps.in_flight = n;
+      room_total = 0;
+      for (auto i : level_entries) {
+        const auto& e = out.entries[i];
+        const auto room = shares::room_of(e.caps, out.today);
+        if (room == shares::unlimited) {
+          room_total = shares::unlimited;
+          break;
+        }
+        room_total += std::max<std::int64_t>(0, room - e.taken);
+      }
+    }
+    if (level_entries.empty()) continue;  // every batch of this level is paused: the next one down
+
+    // Plan, fetch the planned rows, and plan again if a batch had fewer than planned or
+    // its budget held some back: a batch that cannot use its share leaves it to the others.
+    std::vector<shares::Batch> batches;
+    std::vector<db::batches::Head> heads;
+    shares::Plan plan;
+    std::vector<std::size_t> seq;  // index into heads, in pick order
+    credit::Choice choice;
+    for (int round = 0; round < 3; ++round) {
+      batches.clear();
+      for (auto i : level_entries) {
+        auto& e = out.entries[i];
+        auto b = e.batch;
+        const auto room = shares::room_of(e.caps, out.today);
+        b.room = room == shares::unlimited ? room : std::max<std::int64_t>(0, room - e.taken);
+        batches.push_back(b);
+      }
+      plan = shares::plan(batches, remaining, out.vtime);
+      std::vector<std::string> keys;
+      std::vector<std::int64_t> counts;
+      for (std::size_t j = 0; j < batches.size(); ++j) {
+        if (plan.count[j] == 0) continue;
+        keys.push_back(batches[j].key);
+        counts.push_back(plan.count[j]);
+      }
+      heads = db::batches::heads(tx, keys, counts, *priority, prices);
+      // The rows of each batch, in its order, dealt out in the order of the picks.
+      std::unordered_map<std::string, std::vector<std::size_t>> rows_of;
+      for (std::size_t h = 0; h < heads.size(); ++h) rows_of[heads[h].key].push_back(h);
+      bool replan = false;
+      for (std::size_t j = 0; j < batches.size(); ++j) {
+        const auto got = static_cast<std::int64_t>(rows_of[batches[j].key].size());
+        if (got < plan.count[j]) {
+          auto& e = out.entries[level_entries[j]];
+          e.caps.available = got + e.taken;
+          e.looked_short = true;
+          replan = true;
+        }
+      }
+      seq.clear();
+      std::unordered_map<std::string, std::size_t> dealt;
+      for (auto j : plan.picks) {
+        auto& list = rows_of[batches[j].key];
+        auto& next = dealt[batches[j].key];
+        if (next < list.size()) seq.push_back(list[next++]);
+      }
+      // The credit gate over the rows in pick order, with each budgeted batch's credit.
+      std::vector<std::string> budget_keys;
+      std::vector<std::int64_t> batch_left;
+      std::vector<credit::Candidate> candidates;
+      for (auto h : seq) {
+        credit::Candidate candidate{heads[h].expected_cost, heads[h].run_after};
+        const auto& e = out.entries[entry_of.at(heads[h].key)];
+        if (e.caps.budget_left) {
+          auto found = std::find(budget_keys.begin(), budget_keys.end(), heads[h].key);
+          if (found == budget_keys.end()) {
+            budget_keys.push_back(heads[h].key);
+            batch_left.push_back(*e.caps.budget_left);
+            found = budget_keys.end() - 1;
+          }
+          candidate.batch_budget = static_cast<int>(found - budget_keys.begin());
+        }
+        candidates.push_back(candidate);
+      }
+      choice = credit::choose(candidates, static_cast<std::size_t>(remaining), budget, locked.now,
+                              settings.starvation, batch_left);
+      for (int spent : choice.spent_batches) {
+        auto& e = out.entries[entry_of.at(budget_keys[static_cast<std::size_t>(spent)])];
+        e.caps.budget_left = 0;  // this claim gives it nothing more
+        replan = true;
+      }
+      if (!replan || choice.short_of_credit || round == 2) break;
+    }
+    // Their queued jobs say why they wait (a statement per spent batch: only when the gate
+    // found one, and for every spent batch once a second).
+    for (auto i : level_entries) {
+      const auto& e = out.entries[i];
+      if (!e.caps.budget_left || e.batch.key.empty()) continue;
+      const bool spent_now = *e.caps.budget_left == 0;
+      const bool spent_before = e.caps.cheapest_cost > 0 && e.caps.budget_left < e.caps.cheapest_cost;
+      if (spent_now || (spent_before && sweep)) db::jobs::mark_batch_waiting(tx, e.batch.key);
+    }
+    // What was taken, in order: the ids, and the passes moved by exactly those.
+    std::vector<std::size_t> taken;  // index into batches
+    for (auto c : choice.chosen) {
+      const auto& head = heads[seq[c]];
+      out.ids.push_back(head.id);
+      if (head.day_counted) ++out.counted_before;
+      for (std::size_t j = 0; j < batches.size(); ++j) {
+        if (batches[j].key == head.key) {
+          taken.push_back(j);
+          break;
+        }
+      }
+    }
+    auto advanced = shares::advance(batches, taken, out.vtime);
+    out.vtime = advanced.vtime;
+    for (std::size_t j = 0; j < batches.size(); ++j) out.entries[level_entries[j]].batch.pass = advanced.pass[j];
+    for (auto j : taken) ++out.entries[level_entries[j]].taken;
+    remaining -= static_cast<std::int64_t>(taken.size());
+    budget -= choice.reserved;
+    if (choice.short_of_credit) {
+      out.short_of_credit = true;
+      break;
+    }
+  }
+  return out;
+}
+
+// Writes what the claim changed in the share state, after its rows left 'queued'; the
+// batches that ran out of queued jobs leave the walk. Once a second (with the lease
+// reaper) the lowest-pass active batches are checked too: jobs can leave the queue by
+// other ways (cancel, delete), and such a batch would be looked at by every claim.
+// Locks: the batches' rows in key order (the jobs triggers take them in that order too),
+// then the sweep's without waiting; only then are the jobs looked at.
+void save_shares(pqxx::work& tx, const Picked& picked, bool sweep) {
+  std::vector<db::batches::Saved> saved;
+  std::vector<std::string> check;
+  for (const auto& e : picked.entries) {
+    if (e.taken > 0) {
+      saved.push_back({e.batch.key, e.batch.pass, shares::day_count_after(e.caps, picked.today, e.taken), picked.today});
+    }
+    // A batch that had fewer rows than planned may be out of jobs; one that had just
+    // enough is found by the sweep (at most a probe per claim until then).
+    if (e.looked_short) check.push_back(e.batch.key);
+  }
+  // Batches that ran short are looked at below, under their row lock (taken without
+  // waiting: a batch whose row is held is being refilled). Locked with the saved ones, all
+  // in key order (the statements sort), before anything else.
+  if (!check.empty()) {
+    std::vector<std::string> keys = check;
+    for (const auto& b : saved) keys.push_back(b.key);
+    auto held = db::batches::lock(tx, keys);
+    std::erase_if(check, [&](const std::string& k) { return std::find(held.begin(), held.end(), k) == held.end(); });
+  }
+  if (!saved.empty()) db::batches::save_shares(tx, saved, picked.vtime);
+  if (sweep) {
+    for (auto& key : db::batches::lock_lowest_active(tx, 32)) {
+      if (std::find(check.begin(), check.end(), key) == check.end()) check.push_back(key);
+    }
+  }
+  db::batches::deactivate_idle(tx, check);
+}
+
 }  // namespace
 
 const char* to_string(Hold hold) {
@@ -236,43 +500,9 @@ ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, s
   // Claimed rows are charged at once (below), so the known balance already leaves out
   // what the unanswered ones will cost: no other instance can spend it twice.
   const std::int64_t budget = *locked.balance - charge - settings.credit_reserve;
-  // Look a little past the allowance so cheaper jobs can use credit a dear one cannot.
-  // When the budget pays for the allowance even at the dearest cost and no batch has a
-  // budget, the first rows in line are the ones chosen: read (and lock) only those.
-  const std::int64_t dearest =
-      std::max({prices.standard_5, prices.standard_10, prices.professional_5, prices.professional_10});
-  const bool ample = !locked.batch_budgets && (dearest <= 0 || budget / dearest >= allowance.count);
-  const std::int64_t look =
-      ample ? allowance.count : std::min<std::int64_t>(allowance.count * 4, allowance.count + 200);
-  auto rows = db::jobs::select_claimable(tx, look, prices);
-  std::vector<std::string> budget_batches;
-  std::vector<std::int64_t> batch_left;
-  if (locked.batch_budgets) {
-    for (auto& [batch, left] : db::batches::budgets_remaining(tx, prices)) {
-      budget_batches.push_back(batch);
-      batch_left.push_back(left);
-    }
-  }
-  std::vector<credit::Candidate> candidates;
-  for (const auto& row : rows) {
-    credit::Candidate candidate{row.expected_cost, row.run_after};
-    if (row.batch) {
-      auto found = std::find(budget_batches.begin(), budget_batches.end(), *row.batch);
-      if (found != budget_batches.end()) candidate.batch_budget = static_cast<int>(found - budget_batches.begin());
-    }
-    candidates.push_back(candidate);
-  }
-  auto choice = credit::choose(candidates, static_cast<std::size_t>(allowance.count), budget, now,
-                               settings.starvation, batch_left);
-  for (int spent : choice.spent_batches) {
-    db::jobs::mark_batch_waiting(tx, budget_batches[static_cast<std::size_t>(spent)]);
-  }
-  std::vector<std::int64_t> ids;
-  std::int64_t counted_before = 0;  // resubmits of rows whose lost answer was counted
-  for (auto index : choice.chosen) {
-    ids.push_back(rows[index].id);
-    if (rows[index].day_counted) ++counted_before;
-  }
+  auto picked = pick_by_shares(tx, settings, locked, allowance.count, budget, prices, reap_leases);
+  const auto& ids = picked.ids;
+  const std::int64_t counted_before = picked.counted_before;  // resubmits of rows whose lost answer was counted
 
   if (!ids.empty()) {
     for (auto& row : db::jobs::claim(tx, ids, settings.instance, seconds(settings.lease), settings.webhook_url)) {
@@ -285,13 +515,14 @@ ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, s
     ratelimit::return_unaccepted(locked.state, counted_before);
     for (const auto& job : result.jobs) charge += job.expected_cost;
   }
+  save_shares(tx, picked, reap_leases);
 
   // Why fewer than wanted: credit, an empty queue, or the tightest limit.
   const auto got = static_cast<std::int64_t>(result.jobs.size());
   if (got < wanted) {
-    if (choice.short_of_credit) {
+    if (picked.short_of_credit) {
       result.held_by = Hold::credit;
-    } else if (got == static_cast<std::int64_t>(rows.size()) && got < look) {
+    } else if (picked.queue_empty) {
       result.queue_empty = true;
     } else {
       result.held_by = hold_of(allowance.blocked_by);
@@ -535,6 +766,9 @@ Snapshot heartbeat(pqxx::connection& connection, const QueueSettings& settings, 
   snapshot.instances = db::instances::count_live(read);
   snapshot.stuck = db::jobs::count_stuck(read);
   read.commit();
+  // The claim's walk starts where its pass updates leave dead index entries (012).
+  pqxx::nontransaction vacuum(connection);
+  db::batches::vacuum(vacuum);
   return snapshot;
 }
 

@@ -188,3 +188,145 @@ TEST_CASE("klingq batch set, pause, resume and list, with --json and clear error
   CHECK(help.out.find("usage: klingq batch") != std::string::npos);
 }
 
+TEST_CASE("the claim splits submits between batches by weight, and a late batch goes next") {
+  pqxx::connection c(PgCluster::shared().migrated_database());
+  auto settings = unlimited("host-a");
+  dispatcher::ensure_account(c, settings);
+  set_balance(c, 100000000);
+  exec(c, "INSERT INTO klingq.jobs (prompt, batch) SELECT 'large ' || g, 'large' FROM generate_series(1, 200) g");
+  CHECK(claim_batches(c, settings, 10) == std::vector<std::string>(10, "large"));
+  // A small batch inserted later at equal weight: the next claim starts with it and the
+  // two alternate.
+  exec(c, "INSERT INTO klingq.jobs (prompt, batch) SELECT 'small ' || g, 'small' FROM generate_series(1, 5) g");
+  auto next = claim_batches(c, settings, 1);
+  CHECK(next == std::vector<std::string>{"small"});
+  auto both = claim_batches(c, settings, 8);
+  CHECK(std::count(both.begin(), both.end(), "small") == 4);
+  CHECK(std::count(both.begin(), both.end(), "large") == 4);
+  // The small batch is done: the large one has it all again, and the small one left the walk.
+  CHECK(claim_batches(c, settings, 4) == std::vector<std::string>(4, "large"));
+  // The once-a-second sweep (with the lease reaper) takes the empty batch out of the walk.
+  CHECK(dispatcher::claim(c, settings, 1, true).jobs.size() == 1);
+  CHECK(scalar(c, "SELECT count(*) FROM klingq.batches WHERE batch = 'small' AND NOT active") == 1);
+
+  SUBCASE("weights 3:1, across claims of one") {
+    exec(c, "UPDATE klingq.batches SET weight = 3 WHERE batch = 'large'");
+    exec(c, "INSERT INTO klingq.jobs (prompt) SELECT 'unlabelled ' || g FROM generate_series(1, 100) g");
+    std::map<std::string, int> got;
+    for (int i = 0; i < 40; ++i) {
+      for (auto& b : claim_batches(c, settings, 1)) ++got[b];
+    }
+    // 3:1 within a submit (the weight changed mid-way: the next stride is the new one).
+    CHECK(got["large"] >= 29);
+    CHECK(got["large"] <= 31);
+    CHECK(got["large"] + got["-"] == 40);
+  }
+  SUBCASE("a paused batch gives its share away; resumed, it takes it back without a burst") {
+    exec(c, "INSERT INTO klingq.jobs (prompt, batch) SELECT 'b ' || g, 'b' FROM generate_series(1, 100) g");
+    exec(c, "UPDATE klingq.batches SET paused = true WHERE batch = 'b'");
+    CHECK(claim_batches(c, settings, 6) == std::vector<std::string>(6, "large"));
+    exec(c, "UPDATE klingq.batches SET paused = false WHERE batch = 'b'");
+    auto after = claim_batches(c, settings, 10);
+    // Half, within one submit (it comes back at the current virtual time: a tie with the
+    // large batch goes to the lower key).
+    const auto b = std::count(after.begin(), after.end(), "b");
+    CHECK(b >= 5);
+    CHECK(b <= 6);
+  }
+  SUBCASE("max_parallel and budget: a capped batch leaves its submits to the others") {
+    exec(c, "INSERT INTO klingq.jobs (prompt, batch) SELECT 'b ' || g, 'b' FROM generate_series(1, 100) g");
+    exec(c, "UPDATE klingq.batches SET max_parallel = 2 WHERE batch = 'b'");
+    auto got = claim_batches(c, settings, 10);
+    CHECK(std::count(got.begin(), got.end(), "b") == 2);
+    CHECK(got.size() == 10);
+    exec(c, "UPDATE klingq.batches SET max_parallel = NULL, budget = 300 WHERE batch = 'b'");
+    auto more = claim_batches(c, settings, 20);
+    CHECK(more.size() == 20);
+    // 300 credits at 100 a job: one more (two are dispatching: 200 committed).
+    CHECK(std::count(more.begin(), more.end(), "b") == 1);
+    // The spent batch's jobs say why they wait (checked with the once-a-second sweep).
+    CHECK(dispatcher::claim(c, settings, 1, true).jobs.size() == 1);
+    CHECK(scalar(c, "SELECT count(*) FROM klingq.jobs WHERE batch = 'b' AND state = 'queued' "
+                    "AND wait_reason LIKE 'batch budget spent%'") == 97);
+  }
+  SUBCASE("a higher priority goes first, whatever the shares") {
+    exec(c, "INSERT INTO klingq.jobs (prompt, batch, priority) SELECT 'u ' || g, 'urgent', 5 FROM generate_series(1, 3) g");
+    CHECK(claim_batches(c, settings, 3) == std::vector<std::string>(3, "urgent"));
+  }
+}
+
+TEST_CASE("three claimers share the state: the shares hold across instances") {
+  auto url = PgCluster::shared().migrated_database();
+  pqxx::connection a(url), b(url), c(url);
+  dispatcher::ensure_account(a, unlimited("a"));
+  set_balance(a, 100000000);
+  exec(a, "INSERT INTO klingq.jobs (prompt, batch) SELECT 'x ' || g, 'x' FROM generate_series(1, 300) g");
+  exec(a, "INSERT INTO klingq.jobs (prompt, batch) SELECT 'y ' || g, 'y' FROM generate_series(1, 300) g");
+  exec(a, "UPDATE klingq.batches SET weight = 3 WHERE batch = 'x'");
+  std::map<std::string, int> got;
+  pqxx::connection* connections[] = {&a, &b, &c};
+  const char* names[] = {"a", "b", "c"};
+  for (int i = 0; i < 120; ++i) {
+    for (auto& batch : claim_batches(*connections[i % 3], unlimited(names[i % 3]), 1)) ++got[batch];
+  }
+  CHECK(got["x"] == 90);
+  CHECK(got["y"] == 30);
+}
+
+namespace {
+// Submits per batch in order of submission (job_events), for the end-to-end runs.
+std::vector<std::string> submit_order(Stack& stack) {
+  std::vector<std::string> out;
+  pqxx::connection c(stack.database);
+  pqxx::read_transaction tx(c);
+  for (const auto& r : tx.exec("SELECT j.batch FROM klingq.job_events e JOIN klingq.jobs j ON j.id = e.job_id "
+                               "WHERE e.to_state = 'submitted' ORDER BY e.at, e.id")) {
+    out.push_back(r[0].c_str());
+  }
+  return out;
+}
+
+// A large batch first, a small one inserted once the large one is flowing, request-bound:
+// while both have jobs the small one takes about every other submit.
+void check_late_small_batch(Stack& stack) {
+  stack.insert_jobs(300, "batch", "'large'");
+  REQUIRE(Stack::wait_until([&] { return stack.scalar("SELECT count(*) FROM klingq.jobs WHERE state <> 'queued'") >= 20; }, 60s));
+  stack.insert_jobs(20, "batch", "'small'");
+  REQUIRE(Stack::wait_until(
+      [&] { return stack.scalar("SELECT count(*) FROM klingq.jobs WHERE batch = 'small' AND state = 'queued'") == 0; },
+      60s));
+  REQUIRE(Stack::wait_until(
+      [&] { return stack.scalar("SELECT count(*) FROM klingq.jobs WHERE batch = 'small' AND submitted_at IS NULL") == 0; },
+      60s));
+  auto order = submit_order(stack);
+  auto first = std::find(order.begin(), order.end(), "small");
+  auto last = std::find(order.rbegin(), order.rend(), "small").base();
+  REQUIRE(first != order.end());
+  const auto both = std::distance(first, last);
+  const auto small = std::count(first, last, std::string("small"));
+  INFO("submits while both ran: " << both << ", of the small batch: " << small);
+  CHECK(small == 20);
+  // Equal weights: about half (a claim of several submits may put two of one in a row).
+  CHECK(static_cast<double>(small) / static_cast<double>(both) >= 0.4);
+}
+}  // namespace
+
+TEST_CASE("klingqd: a small batch behind a large one gets half the submits at once (one instance)") {
+  Stack stack({"--plan", "enterprise", "--rpm", "60", "--parallel", "0", "--daily", "0", "--time-scale", "60",
+               "--gen-seconds", "1:1"});
+  stack.start_daemon(stack.with_webhooks({{"limits.plan", "enterprise"}}));
+  check_late_small_batch(stack);
+  CHECK(stack.sim_stats().at("rate_limited").at("total").to_number<long long>() == 0);
+}
+
+TEST_CASE("klingqd: three instances keep the shares between batches together") {
+  Stack stack({"--plan", "enterprise", "--rpm", "60", "--parallel", "0", "--daily", "0", "--time-scale", "60",
+               "--gen-seconds", "1:1"});
+  for (int i = 0; i < 3; ++i) {
+    stack.start_daemon(stack.with_webhooks(
+        {{"limits.plan", "enterprise"}, {"dispatch.instance_id", "\"instance-" + std::to_string(i) + "\""}}));
+  }
+  check_late_small_batch(stack);
+  CHECK(stack.scalar("SELECT count(DISTINCT lease_owner) FROM klingq.jobs WHERE batch = 'small'") >= 2);
+  CHECK(stack.sim_stats().at("rate_limited").at("total").to_number<long long>() == 0);
+}
