@@ -47,6 +47,9 @@ GRANT SELECT ON ALL TABLES IN SCHEMA klingq TO klingq_operator;
 GRANT INSERT, UPDATE ON klingq.jobs TO klingq_operator;
 GRANT INSERT ON klingq.job_events, klingq.job_counts TO klingq_operator;
 GRANT INSERT, UPDATE ON klingq.account TO klingq_operator;
+-- klingq batch set|pause|resume, and the batch rows a load or retry creates by trigger.
+GRANT INSERT, UPDATE ON klingq.batches TO klingq_operator;
+GRANT INSERT, UPDATE, DELETE ON klingq.batch_budgets TO klingq_operator;
 
 -- Dashboards: the views (schema/003_views.sql), which read the tables with their
 -- owner's rights; no table, so no prompt text or webhook body beyond what a view shows.
