@@ -85,7 +85,8 @@ const std::vector<CommandSpec>& commands() {
       {"estimate", "", "credits the queued jobs will cost, against the known balance",
        {{"--batch", "LABEL", "only this batch"}},
        "Counts jobs queued or being dispatched, priced by the cost table (--config, else\n"
-       "standard 5s=100, 10s=200, professional 5s=300, 10s=500).\n"},
+       "standard 5s=100, 10s=200, professional 5s=300, 10s=500). Exits 1 when the known\n"
+       "balance (less credits.reserve) is short of the estimate.\n"},
   };
   return table;
 }
