@@ -99,10 +99,28 @@ awaitable<void> Engine::run() {
   auto services = services_;
   auto& s = *services;
   auto& ctx = s.context;
-  {
-    auto settings = ctx.options.queue;
-    co_await ctx.pool.run([settings](pqxx::connection& c) { dispatcher::ensure_account(c, settings); });
-    ctx.health.database_ok = true;
+  // The first round trip is retried rather than fatal: "klingqd ready" is already out,
+  // and a moment without a connection (the server restarting, no file descriptor left)
+  // must not end the process.
+  for (int failures = 0; !ctx.stop.requested(); ++failures) {
+    std::exception_ptr failure;
+    try {
+      auto settings = ctx.options.queue;
+      co_await ctx.pool.run([settings](pqxx::connection& c) { dispatcher::ensure_account(c, settings); });
+    } catch (const std::exception&) {
+      failure = std::current_exception();
+    }
+    if (!failure) {
+      ctx.health.database_ok = true;
+      break;
+    }
+    try {
+      std::rethrow_exception(failure);
+    } catch (const std::exception& e) {
+      if (failures == 0) ctx.health.database_ok = true;  // so that the first failure is logged, once
+      ctx.health.note_database(false, "start", &e);
+    }
+    co_await s.stopped.sleep(backoff(failures + 1, 200ms, 5s));
   }
   ctx.tasks.spawn(s.listener.run(), "listener");
   ctx.tasks.spawn(s.claimer.run(), "claimer");
