@@ -5,7 +5,14 @@
 
 #include <prometheus/text_serializer.h>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <ctime>
+#include <filesystem>
+#include <fstream>
 #include <string>
+#include <vector>
 
 namespace klingq::ops {
 namespace {
@@ -146,7 +153,12 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   credit_balance_ = &gauge("klingq_credit_balance", "Account credit balance as last queried.");
   credit_reserved_ = &gauge("klingq_credit_reserved",
                             "Credits held for jobs submitted but not yet charged.");
-  credit_spent_ = &counter("klingq_credit_spent_total", "Credits charged for jobs by this instance.");
+  credit_spent_ = &counter("klingq_credit_spent_total",
+                           "Credits the API charged (creditCost at accept) for jobs this instance submitted.");
+  credit_refunded_ = &counter("klingq_credit_refunded_total",
+                              "Credits the API refunded for failed jobs; spent minus refunded is the net charge.");
+  metrics_publisher_ = &gauge("klingq_metrics_publisher",
+                              "1 on the one instance (the oldest live) that exports the database-wide gauges.");
   low_balance_ = &gauge("klingq_low_balance",
                         "1 when the balance is below credits.low_balance_warning, else 0.");
 
@@ -187,8 +199,66 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
 
 Metrics::~Metrics() = default;
 
+namespace {
+// Set during static initialisation, before main: the process's start, to the second.
+const double process_started = static_cast<double>(std::time(nullptr));
+
+prometheus::MetricFamily process_family(const char* name, const char* help, prometheus::MetricType type,
+                                        double value) {
+  prometheus::ClientMetric metric;
+  if (type == prometheus::MetricType::Counter) metric.counter.value = value;
+  else metric.gauge.value = value;
+  return prometheus::MetricFamily{name, help, type, {metric}};
+}
+
+// The conventional process_* metrics (as Prometheus's own client libraries export
+// them), read from the kernel at each scrape.
+void append_process_metrics(std::vector<prometheus::MetricFamily>& families) {
+  using prometheus::MetricType;
+  rusage usage{};
+  if (getrusage(RUSAGE_SELF, &usage) == 0) {
+    const double cpu = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+                       static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+    families.push_back(process_family("process_cpu_seconds_total", "User and system CPU time spent in seconds.",
+                                      MetricType::Counter, cpu));
+  }
+  if (std::ifstream statm("/proc/self/statm"); statm) {
+    long long size = 0, resident = 0;
+    if (statm >> size >> resident) {
+      families.push_back(process_family("process_resident_memory_bytes", "Resident memory size in bytes.",
+                                        MetricType::Gauge,
+                                        static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE))));
+    }
+  }
+  std::error_code error;
+  std::size_t open = 0;
+  for (std::filesystem::directory_iterator it("/proc/self/fd", error), end; !error && it != end; it.increment(error)) {
+    ++open;
+  }
+  // The iterator's own descriptor is counted while it is open.
+  if (!error) {
+    families.push_back(process_family("process_open_fds", "Number of open file descriptors.", MetricType::Gauge,
+                                      static_cast<double>(open > 0 ? open - 1 : 0)));
+  }
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0) {
+    families.push_back(process_family("process_max_fds", "Maximum number of open file descriptors.",
+                                      MetricType::Gauge, static_cast<double>(files.rlim_cur)));
+  }
+  families.push_back(process_family("process_start_time_seconds",
+                                    "Start time of the process since unix epoch in seconds.", MetricType::Gauge,
+                                    process_started));
+}
+}  // namespace
+
 std::string Metrics::serialize() const {
   return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+std::string Metrics::serialize_with_process() const {
+  auto families = registry_->Collect();
+  append_process_metrics(families);
+  return prometheus::TextSerializer().Serialize(families);
 }
 
 }  // namespace klingq::ops
