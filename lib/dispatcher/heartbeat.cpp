@@ -44,6 +44,7 @@ asio::awaitable<SteadyDuration> Heartbeat::run_once() {
 
 void Heartbeat::publish_metrics() {
   auto& metrics = ctx_.metrics;
+  metrics.update_process();
   ops::Metrics::set_flag(metrics.metrics_publisher(), snapshot_.publisher);
   // The database-wide gauges come from one elected instance; the others export zeros,
   // so that sum() over instances counts every job once (ops/metrics.hpp).

@@ -19,6 +19,9 @@ namespace {
 
 using prometheus::Labels;
 
+// Set during static initialisation, before main: the process's start, to the second.
+const double process_started = static_cast<double>(std::time(nullptr));
+
 std::string label(std::string_view value) { return std::string(value); }
 
 // Registers one series per enumerator of a labelled family, in the enum's order, so
@@ -195,39 +198,35 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                                .Register(registry),
                            "result", downloads_);
   download_bytes_ = &counter("klingq_download_bytes_total", "Bytes of videos downloaded and stored.");
+
+  process_cpu_ = &counter("klingq_process_cpu_seconds_total", "User and system CPU time of klingqd in seconds.");
+  process_resident_ = &gauge("klingq_process_resident_memory_bytes", "Resident memory of klingqd in bytes.");
+  process_open_fds_ = &gauge("klingq_process_open_fds", "File descriptors klingqd has open.");
+  process_max_fds_ = &gauge("klingq_process_max_fds", "The most file descriptors klingqd may open (RLIMIT_NOFILE).");
+  gauge("klingq_process_start_time_seconds", "Unix time at which klingqd started.").Set(process_started);
+  update_process();
 }
 
 Metrics::~Metrics() = default;
 
-namespace {
-// Set during static initialisation, before main: the process's start, to the second.
-const double process_started = static_cast<double>(std::time(nullptr));
-
-prometheus::MetricFamily process_family(const char* name, const char* help, prometheus::MetricType type,
-                                        double value) {
-  prometheus::ClientMetric metric;
-  if (type == prometheus::MetricType::Counter) metric.counter.value = value;
-  else metric.gauge.value = value;
-  return prometheus::MetricFamily{name, help, type, {metric}};
+std::string Metrics::serialize() const {
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
 }
 
-// The conventional process_* metrics (as Prometheus's own client libraries export
-// them), read from the kernel at each scrape.
-void append_process_metrics(std::vector<prometheus::MetricFamily>& families) {
-  using prometheus::MetricType;
+// The conventional process metrics of Prometheus's client libraries, with klingq's
+// prefix like every other name here. Set from the kernel by update_process() (the
+// heartbeat calls it) rather than at each scrape, so that a scrape only reads.
+void Metrics::update_process() {
   rusage usage{};
   if (getrusage(RUSAGE_SELF, &usage) == 0) {
     const double cpu = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
                        static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
-    families.push_back(process_family("process_cpu_seconds_total", "User and system CPU time spent in seconds.",
-                                      MetricType::Counter, cpu));
+    if (cpu > process_cpu_->Value()) process_cpu_->Increment(cpu - process_cpu_->Value());
   }
   if (std::ifstream statm("/proc/self/statm"); statm) {
     long long size = 0, resident = 0;
     if (statm >> size >> resident) {
-      families.push_back(process_family("process_resident_memory_bytes", "Resident memory size in bytes.",
-                                        MetricType::Gauge,
-                                        static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE))));
+      process_resident_->Set(static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)));
     }
   }
   std::error_code error;
@@ -235,30 +234,10 @@ void append_process_metrics(std::vector<prometheus::MetricFamily>& families) {
   for (std::filesystem::directory_iterator it("/proc/self/fd", error), end; !error && it != end; it.increment(error)) {
     ++open;
   }
-  // The iterator's own descriptor is counted while it is open.
-  if (!error) {
-    families.push_back(process_family("process_open_fds", "Number of open file descriptors.", MetricType::Gauge,
-                                      static_cast<double>(open > 0 ? open - 1 : 0)));
-  }
+  // The iterator's own descriptor was counted while it was open.
+  if (!error) process_open_fds_->Set(static_cast<double>(open > 0 ? open - 1 : 0));
   rlimit files{};
-  if (getrlimit(RLIMIT_NOFILE, &files) == 0) {
-    families.push_back(process_family("process_max_fds", "Maximum number of open file descriptors.",
-                                      MetricType::Gauge, static_cast<double>(files.rlim_cur)));
-  }
-  families.push_back(process_family("process_start_time_seconds",
-                                    "Start time of the process since unix epoch in seconds.", MetricType::Gauge,
-                                    process_started));
-}
-}  // namespace
-
-std::string Metrics::serialize() const {
-  return prometheus::TextSerializer().Serialize(registry_->Collect());
-}
-
-std::string Metrics::serialize_with_process() const {
-  auto families = registry_->Collect();
-  append_process_metrics(families);
-  return prometheus::TextSerializer().Serialize(families);
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0) process_max_fds_->Set(static_cast<double>(files.rlim_cur));
 }
 
 }  // namespace klingq::ops

@@ -25,8 +25,9 @@
 //                                                         instances, is the API's net charge and
 //                                                         `klingq status`'s "credits spent"
 //   klingq_metrics_publisher                      gauge   1 on the instance exporting the [db] gauges
-//   process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds,
-//   process_max_fds, process_start_time_seconds   the process, read at each scrape
+//   klingq_process_cpu_seconds_total, klingq_process_resident_memory_bytes,
+//   klingq_process_open_fds, klingq_process_max_fds,
+//   klingq_process_start_time_seconds             this process, as of the last heartbeat
 //   klingq_low_balance                            gauge   1 below credits.low_balance_warning
 //   klingq_api_request_duration_seconds{kind}     histogram one HTTP exchange with the API
 //   klingq_insert_to_submit_seconds               histogram created_at → accepted by the API
@@ -150,8 +151,8 @@ class Metrics {
 
   // The whole registry in the Prometheus text exposition format 0.0.4.
   std::string serialize() const;
-  // The same, then the process_* metrics read now: what /metrics serves.
-  std::string serialize_with_process() const;
+  // Reads CPU time, resident memory and open descriptors into klingq_process_*.
+  void update_process();
   // For callers that add their own collectables or expose the registry otherwise.
   prometheus::Registry& registry() { return *registry_; }
 
@@ -194,6 +195,10 @@ class Metrics {
   prometheus::Gauge* stuck_jobs_ = nullptr;
   std::array<prometheus::Counter*, download_outcome_count> downloads_{};
   prometheus::Counter* download_bytes_ = nullptr;
+  prometheus::Counter* process_cpu_ = nullptr;
+  prometheus::Gauge* process_resident_ = nullptr;
+  prometheus::Gauge* process_open_fds_ = nullptr;
+  prometheus::Gauge* process_max_fds_ = nullptr;
 };
 
 }  // namespace klingq::ops

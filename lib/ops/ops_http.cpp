@@ -95,7 +95,7 @@ http::Response handle_ops_request(const http::Request& request, const Metrics& m
     return response;
   }
   if (target == "/metrics") {
-    return respond(request, bhttp::status::ok, metrics.serialize_with_process(), metrics_content_type);
+    return respond(request, bhttp::status::ok, metrics.serialize(), metrics_content_type);
   }
   if (target == "/healthz") {
     return respond(request, bhttp::status::ok, "ok", "text/plain; charset=utf-8");

@@ -3,6 +3,7 @@
 // why queued jobs wait, SIGHUP naming what needs a restart, the API key gone from
 // /proc/<pid>/environ, a 401 from a balance query, quieter logs, a database-wide
 // gauge published once across two instances, and accept() out of descriptors.
+#include "dispatcher/transactions.hpp"
 #include "support/http_call.hpp"
 #include "support/pg_cluster.hpp"
 #include "support/stack.hpp"
@@ -345,9 +346,9 @@ TEST_CASE("operations: two instances - the database-wide gauges come from one, s
   }, 20s));
   auto a = http_call("127.0.0.1:" + std::to_string(port_a), "GET", "/metrics").body;
   CHECK(publisher_of(a));  // the older instance
-  CHECK(a.find("\nprocess_open_fds ") != std::string::npos);
-  CHECK(a.find("\nprocess_resident_memory_bytes ") != std::string::npos);
-  CHECK(a.find("\nprocess_cpu_seconds_total ") != std::string::npos);
+  CHECK(a.find("\nklingq_process_open_fds ") != std::string::npos);
+  CHECK(a.find("\nklingq_process_resident_memory_bytes ") != std::string::npos);
+  CHECK(a.find("\nklingq_process_cpu_seconds_total ") != std::string::npos);
   // The oldest stops: the other takes over.
   stack.daemons.front()->signal(SIGTERM);
   REQUIRE(stack.daemons.front()->wait(15s));
@@ -395,4 +396,61 @@ TEST_CASE("operations: out of file descriptors, accept backs off, logs once per 
   CHECK(Stack::wait_until([&] { return daemon.stderr_text().find("http_accept_recovered") != std::string::npos; }, 10s));
   daemon.signal(SIGTERM);
   daemon.wait(15s);
+}
+
+TEST_CASE("operations: a job that completed after a transient error has no current error in klingq jobs") {
+  const std::string url = PgCluster::shared().migrated_database();
+  pqxx::connection connection(url);
+  klingq::dispatcher::QueueSettings settings;
+  settings.instance = "polish-test";
+  settings.plan = {0, 0, 0};
+  klingq::dispatcher::ensure_account(connection, settings);
+  {
+    pqxx::work tx(connection);
+    tx.exec("INSERT INTO klingq.jobs (prompt, state, remote_id, credit_cost, submitted_at, attempts, last_error) "
+            "VALUES ('p', 'submitted', 'r-1', 100, now(), 2, "
+            "'{\"last\": {\"class\": \"transient\", \"status\": 503, \"message\": \"busy\", \"attempt\": 1}, "
+            "\"history\": [{\"class\": \"transient\", \"status\": 503, \"message\": \"busy\", \"attempt\": 1}]}')");
+    tx.commit();
+  }
+  auto applied = klingq::dispatcher::apply_completion(
+      connection, settings, klingq::api::Completion{"r-1", "completed", "https://cdn/x.mp4", "{}", ""});
+  REQUIRE(applied.result == klingq::dispatcher::CompletionResult::applied);
+  auto jobs = json_of(cli({"--database", url, "jobs", "--json"}));
+  const auto& job = jobs.at("jobs").as_array().at(0).as_object();
+  CHECK(job.at("state").as_string() == "completed");
+  CHECK(job.at("error_class").is_null());
+  CHECK(job.at("error_message").is_null());
+  // The history keeps what happened.
+  pqxx::read_transaction tx(connection);
+  CHECK(tx.exec1("SELECT jsonb_array_length(last_error -> 'history') FROM klingq.jobs")[0].as<int>() == 1);
+}
+
+TEST_CASE("dashboard: the credits-per-day bar chart pivots its long rows, the jobs panel reads the publisher") {
+  std::ifstream file(std::string(KLINGQ_SOURCE_DIR) + "/dashboards/klingq.json");
+  std::stringstream text;
+  text << file.rdbuf();
+  auto dashboard = boost::json::parse(text.str()).as_object();
+  bool checked_chart = false, checked_jobs = false;
+  for (const auto& panel_value : dashboard.at("panels").as_array()) {
+    const auto& panel = panel_value.as_object();
+    if (panel.at("type").as_string() == "barchart") {
+      // klingq.credit_spend gives (day, batch, credits) rows: Grafana's bar chart needs a
+      // column per batch, which groupingToMatrix makes.
+      REQUIRE(panel.contains("transformations"));
+      const auto& transformation = panel.at("transformations").as_array().at(0).as_object();
+      CHECK(transformation.at("id").as_string() == "groupingToMatrix");
+      CHECK(transformation.at("options").as_object().at("rowField").as_string() == "day");
+      CHECK(transformation.at("options").as_object().at("columnField").as_string() == "batch");
+      CHECK(panel.at("options").as_object().at("xField").as_string() == "day\\batch");
+      checked_chart = true;
+    }
+    if (panel.at("title").as_string() == "Jobs by state") {
+      auto expr = std::string(panel.at("targets").as_array().at(0).as_object().at("expr").as_string());
+      CHECK(expr.find("klingq_metrics_publisher == 1") != std::string::npos);
+      checked_jobs = true;
+    }
+  }
+  CHECK(checked_chart);
+  CHECK(checked_jobs);
 }

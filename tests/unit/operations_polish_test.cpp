@@ -217,9 +217,9 @@ TEST_CASE("metrics: process figures, refunds and the publisher flag are exported
   ops::Metrics metrics;
   metrics.credit_spent().Increment(500);
   metrics.credit_refunded().Increment(200);
-  auto text = metrics.serialize_with_process();
-  for (const char* name : {"process_cpu_seconds_total ", "process_resident_memory_bytes ", "process_open_fds ",
-                           "process_max_fds ", "process_start_time_seconds ", "klingq_metrics_publisher 0",
+  auto text = metrics.serialize();
+  for (const char* name : {"klingq_process_cpu_seconds_total ", "klingq_process_resident_memory_bytes ", "klingq_process_open_fds ",
+                           "klingq_process_max_fds ", "klingq_process_start_time_seconds ", "klingq_metrics_publisher 0",
                            "klingq_credit_spent_total 500", "klingq_credit_refunded_total 200"}) {
     CAPTURE(name);
     CHECK(text.find(name) != std::string::npos);
@@ -230,6 +230,6 @@ TEST_CASE("metrics: process figures, refunds and the publisher flag are exported
     REQUIRE(at != std::string::npos);
     return std::stod(text.substr(at + name.size() + 2));
   };
-  CHECK(value_of("process_open_fds") >= 3);
-  CHECK(value_of("process_resident_memory_bytes") > 1e6);
+  CHECK(value_of("klingq_process_open_fds") >= 3);
+  CHECK(value_of("klingq_process_resident_memory_bytes") > 1e6);
 }
