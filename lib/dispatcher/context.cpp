@@ -36,8 +36,9 @@ Context::Context(asio::any_io_executor executor, db::Pool& pool, http::Client& a
 
 Context::~Context() = default;
 
-void Context::api_key_refused(const char* request, const std::string& message) {
-  log::error("api_key_refused", {{"request", request}, {"message", message}});
+void Context::api_key_refused(const char* request, const api::Outcome& outcome) {
+  log::error(outcome.http_status == 407 ? "proxy_auth_required" : "api_key_refused",
+             {{"request", request}, {"message", outcome.message}});
   health.halted = true;
   ops::Metrics::set_flag(metrics.halted(), true);
 }

@@ -73,6 +73,9 @@ struct Context {
   // Submits from their claim until recorded, polls until applied, the balance query
   // while on the wire: what max_in_flight bounds and STATUS= shows.
   int in_flight = 0;
+  // How long generation takes (klingq.generation_times), refreshed by the poller; shared
+  // with the pool threads that schedule polls, so replaced whole, never changed.
+  std::shared_ptr<const GenerationModel> generation = std::make_shared<const GenerationModel>();
 
   Wakeup claim_wanted;      // the claimer sleeps here: a row became runnable, a slot or token freed
   Wakeup downloads_wanted;  // the downloads loop sleeps here: a video may be due, a slot freed
@@ -83,7 +86,8 @@ struct Context {
   // A 401 from any request (submit, poll, balance query): logged at error, and
   // klingq_halted and /readyz say so at once, not at the next heartbeat or claim.
   // The halt itself is recorded in klingq.account by the response's transaction.
-  void api_key_refused(const char* request, const std::string& message);
+  // A proxy's 407 is classed alike (it halts too) and logged as proxy_auth_required.
+  void api_key_refused(const char* request, const api::Outcome& outcome);
 
   // One exchange with the API. nullopt when it was abandoned at the end of the shutdown
   // grace (abandon_api_calls): the caller records nothing, its lease is released and a

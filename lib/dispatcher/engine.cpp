@@ -104,13 +104,20 @@ awaitable<void> Engine::run() {
   // must not end the process.
   for (int failures = 0; !ctx.stop.requested(); ++failures) {
     std::exception_ptr failure;
+    bool proxy_halt_cleared = false;
     try {
       auto settings = ctx.options.queue;
       co_await ctx.pool.run([settings](pqxx::connection& c) { dispatcher::ensure_account(c, settings); });
+      // A proxy's 407 halted dispatch before: the proxy settings are read only at start,
+      // so a start is when they may have been fixed (if not, the next 407 halts again).
+      proxy_halt_cleared = co_await ctx.pool.run([settings](pqxx::connection& c) {
+        return dispatcher::clear_proxy_halt(c, settings);
+      });
     } catch (const std::exception&) {
       failure = std::current_exception();
     }
     if (!failure) {
+      if (proxy_halt_cleared) log::notice("halt_cleared", {{"why", "klingqd started: the proxy settings are read again"}});
       ctx.health.database_ok = true;
       break;
     }
