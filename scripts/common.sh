@@ -3,10 +3,11 @@
 set -euo pipefail
 
 KLINGQ_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# prometheus: its promtool checks and unit-tests dashboards/alerts.yaml (ctest alerts/*).
 KLINGQ_PACKAGES=(build-essential cmake ninja-build pkg-config ccache
   libboost1.81-dev libboost-json1.81-dev libpqxx-dev libyaml-cpp-dev doctest-dev
   libssl-dev libpq-dev prometheus-cpp-dev postgresql wrk systemd clang-14 python3
-  libclang-rt-14-dev dpkg-dev openssl)
+  libclang-rt-14-dev dpkg-dev openssl prometheus)
 
 install_dependencies() {
   local missing=()

@@ -317,6 +317,13 @@ JobStatus parse_status(const http::ClientResult& result) {
   }
   status.status = as_text(job->if_contains("status"));
   status.terminal = status.status == "completed" || status.status == "failed";
+  // As for webhooks: a url of the wrong type is a bad answer (retried), not "no video".
+  if (auto url = job->if_contains("url"); url && !url->is_string() && !url->is_null()) {
+    status.outcome.outcome = OutcomeClass::transient;
+    status.outcome.message = "status answer with a url that is not a string";
+    status.terminal = false;
+    return status;
+  }
   status.url = as_text(job->if_contains("url"));
   status.error = as_text(job->if_contains("error"));
   status.credit_cost = as_int(job->if_contains("creditCost"));

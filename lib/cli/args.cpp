@@ -85,7 +85,8 @@ const std::vector<CommandSpec>& commands() {
       {"estimate", "", "credits the queued jobs will cost, against the known balance",
        {{"--batch", "LABEL", "only this batch"}},
        "Counts jobs queued or being dispatched, priced by the cost table (--config, else\n"
-       "standard 5s=100, 10s=200, professional 5s=300, 10s=500).\n"},
+       "standard 5s=100, 10s=200, professional 5s=300, 10s=500). Exits 1 when the known\n"
+       "balance (less credits.reserve) is short of the estimate.\n"},
       {"batch", "set|pause|resume BATCH | list", "per-batch weight, caps, budget and pause (fair shares)",
        {{"--weight", "N", "set: the batch's share among runnable batches of its priority (1-10000, default 1)"},
         {"--max-parallel", "N|none", "set: at most N of its jobs in flight at once"},

@@ -6,6 +6,7 @@
 #include "util/version.hpp"
 #include "db/migrations.hpp"
 
+#include <boost/json.hpp>
 #include <pqxx/pqxx>
 
 #include <cstdlib>
@@ -27,9 +28,23 @@ constexpr Entry entries[] = {
 
 }  // namespace
 
+// libpq reads PGHOST, PGDATABASE, ... itself when handed an empty connection string:
+// any of them set counts as a database the operator chose.
+bool libpq_environment_set() {
+  for (const char* name : {"PGHOST", "PGHOSTADDR", "PGDATABASE", "PGSERVICE", "PGPORT", "PGUSER"}) {
+    if (const char* value = std::getenv(name); value && *value) return true;
+  }
+  return false;
+}
+
 std::unique_ptr<pqxx::connection> Context::connect(bool check_schema) const {
-  if (database_url.empty()) {
-    throw UsageError("no database: pass --database URL, set $KLINGQ_DATABASE_URL or --config FILE");
+  if (database_url.empty() && !libpq_environment) {
+    throw UsageError("no database: pass --database URL, set $KLINGQ_DATABASE_URL, PGHOST/PGDATABASE or --config FILE");
+  }
+  // A string libpq cannot parse is a usage error (exit 2), not an unreachable database.
+  if (!database_url.empty() && !config::valid_connection_string(database_url)) {
+    throw UsageError("the database " + config::redact_url(database_url) +
+                     " is not a libpq connection string (postgresql://... or key=value pairs)");
   }
   auto connection = std::make_unique<pqxx::connection>(database_url);
   // Time stamps print as "... +00", turned into ISO 8601 by iso_time().
@@ -38,25 +53,41 @@ std::unique_ptr<pqxx::connection> Context::connect(bool check_schema) const {
   return connection;
 }
 
+void Context::report_error(int exit_code, const std::string& message) const {
+  err << message << "\n";
+  if (json()) print_json(out, boost::json::object{{"error", message}, {"exit_code", exit_code}});
+}
+
 int run(const std::vector<std::string>& argument_list, std::ostream& out, std::ostream& err,
         Terminal terminal) {
   Arguments arguments;
   try {
     arguments = parse_arguments(argument_list);
   } catch (const UsageError& e) {
-    err << "klingq: " << e.what() << "\n\n" << general_help();
+    // The command's own usage when one was named, not the whole global help.
+    const CommandSpec* command = nullptr;
+    bool json = false;
+    for (const auto& argument : argument_list) {
+      if (argument == "--json") json = true;
+      if (!command) command = find_command(argument);
+    }
+    const std::string message = "klingq: " + std::string(e.what());
+    err << message << "\n\n" << (command ? command_help(*command) : general_help());
+    if (json) print_json(out, boost::json::object{{"error", message}, {"exit_code", exit_usage}});
     return exit_usage;
   }
   if (arguments.version) {
     out << "klingq " << version() << "\n";
     return exit_ok;
   }
+  const bool json = arguments.flag("--json");
   if (arguments.command.empty()) {
     if (arguments.help) {
       out << general_help();
       return exit_ok;
     }
     err << general_help();
+    if (json) print_json(out, boost::json::object{{"error", "klingq: no command given"}, {"exit_code", exit_usage}});
     return exit_usage;
   }
   if (arguments.help) {
@@ -78,30 +109,39 @@ int run(const std::vector<std::string>& argument_list, std::ostream& out, std::o
       context.cost = loaded.credits.cost;
       context.credit_reserve = loaded.credits.reserve;
     } catch (const std::exception& e) {
-      err << "klingq: " << *path << ": " << e.what() << "\n";
+      context.report_error(exit_usage, "klingq: " + *path + ": " + e.what());
       return exit_usage;
     }
   }
+  context.libpq_environment = context.database_url.empty() && libpq_environment_set();
 
   try {
     for (const auto& entry : entries) {
       if (arguments.command == entry.name) return entry.command(context);
     }
-    err << "klingq: command '" << arguments.command << "' is not implemented\n";
+    context.report_error(exit_failed, "klingq: command '" + arguments.command + "' is not implemented");
     return exit_failed;
   } catch (const UsageError& e) {
-    err << "klingq " << arguments.command << ": " << e.what() << "\n"
+    const std::string message = "klingq " + arguments.command + ": " + e.what();
+    err << message << "\n"
         << "see `klingq " << arguments.command << " --help`\n";
+    if (json) print_json(out, boost::json::object{{"error", message}, {"exit_code", exit_usage}});
     return exit_usage;
   } catch (const pqxx::broken_connection& e) {
-    err << "klingq: cannot reach the database " << config::redact_url(context.database_url)
-        << ": " << e.what() << "\n";
+    const std::string where = context.database_url.empty() ? std::string("(from the PG* environment)")
+                                                           : config::redact_url(context.database_url);
+    context.report_error(exit_unreachable, "klingq: cannot reach the database " + where + ": " +
+                                               config::redact_database_error(context.database_url, e.what()));
     return exit_unreachable;
   } catch (const db::SchemaTooOld& e) {
-    err << "klingq: " << e.what() << "\n";
+    context.report_error(exit_failed, "klingq: " + std::string(e.what()));
     return exit_failed;
   } catch (const std::exception& e) {
-    err << "klingq " << arguments.command << ": " << e.what() << "\n";
+    // Only a parsable URL can have reached libpq, whose messages may quote it.
+    const bool parsed = config::valid_connection_string(context.database_url);
+    context.report_error(exit_failed, "klingq " + arguments.command + ": " +
+                                          (parsed ? config::redact_database_error(context.database_url, e.what())
+                                                  : std::string(e.what())));
     return exit_failed;
   }
 }

@@ -26,12 +26,16 @@ struct Context {
   std::string database_url;     // "" when none was configured
   config::CostTable cost;       // --config's, else the defaults
   std::int64_t credit_reserve = 0;  // credits.reserve of --config
+  bool libpq_environment = false;   // no URL, but PGHOST/PGDATABASE/...: libpq's defaults
 
   bool json() const { return arguments.flag("--json"); }
   // A connection in a UTC session with the schema checked; throws
   // pqxx::broken_connection (exit 3), UsageError when no URL is configured, or
   // db::SchemaTooOld.
   std::unique_ptr<pqxx::connection> connect(bool check_schema = true) const;
+  // A failure the command reports itself: the message on stderr and, with --json, one
+  // document {"error": message, "exit_code": code} on stdout.
+  void report_error(int exit_code, const std::string& message) const;
 };
 
 using Command = int (*)(Context&);

@@ -43,6 +43,23 @@ int run_status(Context& context) {
   auto connection = context.connect();
   pqxx::read_transaction tx(*connection);
   auto rows = db::queue_summary::select(tx, batch);
+  // Why queued jobs do not move: what holds every instance (pause, a 401 halt, no or
+  // too little credit) and the reasons the queued rows give.
+  const auto waiting = db::jobs_admin::count_waiting(tx, batch);
+  const auto account = db::account_admin::limit_state(tx);
+  std::vector<std::string> held;
+  if (account) {
+    if (account->halted_reason) held.push_back("halted by the API: " + *account->halted_reason + " (fix the API key)");
+    if (account->paused) {
+      held.push_back("paused" + (account->paused_reason ? " (" + *account->paused_reason + ")" : std::string()) +
+                     ": `klingq resume` to continue");
+    }
+    if (account->balance && *account->balance <= context.credit_reserve) {
+      held.push_back("no credit: balance " + std::to_string(*account->balance) +
+                     (context.credit_reserve ? ", reserve " + std::to_string(context.credit_reserve) : std::string()) +
+                     "; jobs wait for a top-up");
+    }
+  }
 
   boost::json::object totals = zero_states();
   std::map<std::optional<std::string>, boost::json::object> by_batch;
@@ -67,6 +84,12 @@ int run_status(Context& context) {
   }
 
   if (context.json()) {
+    boost::json::array held_by;
+    for (const auto& line : held) held_by.push_back(boost::json::value(line));
+    boost::json::array waiting_json;
+    for (const auto& [reason, jobs] : waiting) {
+      waiting_json.push_back(boost::json::object{{"reason", reason}, {"jobs", jobs}});
+    }
     boost::json::array batches;
     for (auto& [label, counts] : by_batch) {
       std::int64_t batch_total = 0;
@@ -87,7 +110,9 @@ int run_status(Context& context) {
                                                  : boost::json::value(nullptr)},
                    {"oldest_queued_at", oldest_queued_at ? boost::json::value(*oldest_queued_at)
                                                          : boost::json::value(nullptr)},
-                   {"batches", batches}});
+                   {"batches", batches},
+                   {"held_by", held_by},
+                   {"waiting", waiting_json}});
     return exit_ok;
   }
 
@@ -102,6 +127,10 @@ int run_status(Context& context) {
                                               *oldest_queued_at + ")"
                                         : std::string("none"))
               << "\n";
+  for (const auto& line : held) context.out << "dispatch held: " << line << "\n";
+  for (const auto& [reason, jobs] : waiting) {
+    context.out << "waiting: " << plural(static_cast<std::size_t>(jobs), "queued job") << ": " << reason << "\n";
+  }
   if (!batch && !by_batch.empty()) {
     context.out << "\n";
     std::vector<std::string> headers = {"batch"};
@@ -167,7 +196,8 @@ int run_jobs(Context& context) {
 int run_cancel(Context& context) {
   auto batch = batch_option(context);
   const auto& operands = context.arguments.operands;
-  if (batch.has_value() == !operands.empty()) throw UsageError("cancel needs job IDs or --batch LABEL");
+  if (batch && !operands.empty()) throw UsageError("cancel takes job IDs or --batch LABEL, not both");
+  if (!batch && operands.empty()) throw UsageError("cancel needs job IDs or --batch LABEL");
   std::vector<std::int64_t> ids;
   if (!batch) ids = job_ids(operands);
 
@@ -239,7 +269,10 @@ int run_retry(Context& context) {
   bool failed_only = context.arguments.flag("--failed");
   const auto& operands = context.arguments.operands;
   bool by_selection = batch.has_value() || failed_only;
-  if (by_selection == !operands.empty()) throw UsageError("retry needs job IDs, --batch LABEL or --failed");
+  if (by_selection && !operands.empty()) {
+    throw UsageError("retry takes job IDs or a selection (--batch LABEL, --failed), not both");
+  }
+  if (!by_selection && operands.empty()) throw UsageError("retry needs job IDs, --batch LABEL or --failed");
   std::vector<std::int64_t> ids;
   if (!by_selection) ids = job_ids(operands);
 
@@ -331,7 +364,7 @@ int run_estimate(Context& context) {
                    {"reserve", context.credit_reserve},
                    {"sufficient", sufficient ? boost::json::value(*sufficient) : boost::json::value(nullptr)},
                    {"shortfall", shortfall}});
-    return exit_ok;
+    return sufficient == false ? exit_failed : exit_ok;
   }
   if (batch) context.out << "batch \"" << *batch << "\"\n";
   if (!table.empty()) {
@@ -350,7 +383,8 @@ int run_estimate(Context& context) {
                 << (*sufficient ? "enough credit for all of them\n"
                                 : "short by " + std::to_string(shortfall) + " credits\n");
   }
-  return exit_ok;
+  // Scripts gate a load on this: short of credits is not "ok".
+  return sufficient == false ? exit_failed : exit_ok;
 }
 
 }  // namespace klingq::cli

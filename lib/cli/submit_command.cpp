@@ -77,7 +77,7 @@ int run_submit(Context& context) {
   } else {
     input.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (input.fd < 0) {
-      context.err << "klingq submit: cannot open " << path << ": " << std::strerror(errno) << "\n";
+      context.report_error(exit_failed, "klingq submit: cannot open " + path + ": " + std::strerror(errno));
       return exit_failed;
     }
     input.owned = true;

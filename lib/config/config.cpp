@@ -2,14 +2,19 @@
 // the documentation test share a single list.
 #include "config/config.hpp"
 
+#include <libpq-fe.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cctype>
 #include <cstdlib>
+#include <cstring>
+#include <mutex>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <regex>
+#include <set>
 #include <sstream>
 
 namespace klingq::config {
@@ -157,6 +162,7 @@ const std::vector<Key>& keys() {
       {"http.listen", field(&Config::http, &HttpConfig::listen)},
       {"log.level", field(&Config::log, &LogConfig::level)},
       {"log.json", field(&Config::log, &LogConfig::json)},
+      {"log.job_events", field(&Config::log, &LogConfig::job_events)},
       {"outputs.download", field(&Config::outputs, &OutputsConfig::download)},
       {"outputs.dir", field(&Config::outputs, &OutputsConfig::dir)},
       {"outputs.max_attempts", field(&Config::outputs, &OutputsConfig::max_attempts)},
@@ -169,12 +175,16 @@ const std::vector<Key>& keys() {
 
 // Walks the YAML tree; every leaf must be a known key.
 void apply(const YAML::Node& node, const std::string& prefix, Config& config) {
+  std::set<std::string> seen;
   for (const auto& item : node) {
     // A mapping or list used as a key ("? {a: 1}: x") would throw yaml-cpp's conversion
     // error, which callers do not expect from a bad config.
     if (!item.first.IsScalar()) fail(prefix.empty() ? "(top level)" : prefix, "keys must be plain names");
     const auto name = item.first.as<std::string>();
     const auto key = prefix.empty() ? name : prefix + "." + name;
+    // yaml-cpp keeps both entries of a repeated key and the later one would silently win:
+    // an edit appended below an old value is then a surprise, so refuse it.
+    if (!seen.insert(name).second) fail(key, "appears twice in the same section (remove one)");
     const auto& table = keys();
     auto known = std::find_if(table.begin(), table.end(),
                               [&](const Key& k) { return key == k.name; });
@@ -189,6 +199,14 @@ void apply(const YAML::Node& node, const std::string& prefix, Config& config) {
       apply(item.second, key, config);
     } else if (is_section && item.second.IsNull()) {
       continue;  // an empty section keeps its defaults
+    } else if (is_section) {
+      // "log: debug": the key exists, as a section; saying "unknown key" would mislead.
+      std::string example;
+      for (const auto& k : keys()) {
+        if (std::string_view(k.name).starts_with(key + ".")) { example = k.name; break; }
+      }
+      fail(key, "is a section: expected keys under it (such as " + example.substr(key.size() + 1) + ": ...), got " +
+                    (item.second.IsScalar() ? "the value '" + item.second.Scalar() + "'" : std::string("a list")));
     } else {
       fail(key, "unknown key");
     }
@@ -399,13 +417,33 @@ std::string read_trimmed(const std::string& path) {
 }
 }  // namespace
 
+namespace {
+// $KLINGQ_API_KEY, read once: the variable is then removed and its bytes in the
+// process's original environment block overwritten, because unsetenv alone leaves them
+// readable in /proc/<pid>/environ. Later calls (SIGHUP) get the copy kept here.
+Secret api_key_from_environment() {
+  static std::mutex mutex;
+  static std::optional<Secret> taken;
+  std::lock_guard lock(mutex);
+  if (!taken) {
+    char* env = std::getenv("KLINGQ_API_KEY");
+    taken = Secret(env ? std::string(env) : std::string());
+    if (env) {
+      std::memset(env, 0, std::strlen(env));
+      ::unsetenv("KLINGQ_API_KEY");
+    }
+  }
+  return *taken;
+}
+}  // namespace
+
 Secret load_api_key(const Config& config) {
   if (!config.api.key_file.empty()) {
     auto key = read_trimmed(config.api.key_file);
     if (key.empty()) fail("api.key_file", "file is missing, unreadable or empty");
     return Secret(key);
   }
-  if (const char* env = std::getenv("KLINGQ_API_KEY"); env && *env) return Secret(env);
+  if (auto key = api_key_from_environment(); !key.empty()) return key;
   if (const char* dir = std::getenv("CREDENTIALS_DIRECTORY"); dir && *dir) {
     auto key = read_trimmed(std::string(dir) + "/api-key");
     if (!key.empty()) return Secret(key);
@@ -414,6 +452,101 @@ Secret load_api_key(const Config& config) {
       "no API key: set api.key_file, the KLINGQ_API_KEY environment variable, or a systemd "
       "credential named api-key");
 }
+
+namespace {
+// libpq's own parse of a connection string: the options it would use, or nullptr when it
+// refuses the string. Freed by the deleter.
+struct ConninfoFree {
+  void operator()(PQconninfoOption* options) const { PQconninfoFree(options); }
+};
+using Conninfo = std::unique_ptr<PQconninfoOption, ConninfoFree>;
+Conninfo parse_conninfo(const std::string& text) {
+  char* error = nullptr;
+  Conninfo options(PQconninfoParse(text.c_str(), &error));
+  if (error) PQfreemem(error);  // it may quote a piece of the string: never shown
+  return options;
+}
+std::optional<std::string> option_value(const Conninfo& options, std::string_view name) {
+  for (auto* option = options.get(); option && option->keyword; ++option) {
+    if (name == option->keyword && option->val) return std::string(option->val);
+  }
+  return std::nullopt;
+}
+constexpr const char* redacted_text = "<redacted>";
+
+bool uri_form(std::string_view text) {
+  return text.starts_with("postgresql://") || text.starts_with("postgres://");
+}
+
+// key=value form, tokenised by libpq's rules (conninfo_parse): names end at space or
+// '='; a value is either quoted with ' or runs to the next unescaped space; a backslash
+// escapes the next character in both. The value of every "password" is replaced.
+std::string redact_key_value(const std::string& text) {
+  std::string out;
+  std::size_t i = 0;
+  auto space = [&](std::size_t at) { return at < text.size() && std::isspace(static_cast<unsigned char>(text[at])); };
+  while (i < text.size()) {
+    std::size_t start = i;
+    while (space(i)) ++i;
+    out.append(text, start, i - start);
+    std::size_t name_start = i;
+    while (i < text.size() && text[i] != '=' && !space(i)) ++i;
+    const std::string name = text.substr(name_start, i - name_start);
+    std::size_t before_equals = i;
+    while (space(i)) ++i;
+    if (i < text.size() && text[i] == '=') ++i;
+    while (space(i)) ++i;
+    out.append(text, name_start, i - name_start);
+    (void)before_equals;
+    std::size_t value_start = i;
+    if (i < text.size() && text[i] == '\'') {
+      for (++i; i < text.size() && text[i] != '\''; ++i) {
+        if (text[i] == '\\') ++i;
+      }
+      if (i < text.size()) ++i;
+    } else {
+      for (; i < text.size() && !space(i); ++i) {
+        if (text[i] == '\\') ++i;
+      }
+    }
+    if (i > text.size()) i = text.size();
+    if (name == "password") out += redacted_text;
+    else out.append(text, value_start, i - value_start);
+  }
+  return out;
+}
+
+// URI form: postgresql://[user[:password]@]hosts[/dbname][?k=v&...]. libpq ends the
+// user info at the first '@' before any '/'; the query may carry password= too.
+std::string redact_uri(const std::string& text) {
+  const std::size_t after_scheme = text.find("://") + 3;
+  std::string out = text.substr(0, after_scheme);
+  std::size_t rest = after_scheme;
+  std::size_t cut = text.find_first_of("@/", after_scheme);
+  if (cut != std::string::npos && text[cut] == '@') {
+    std::size_t colon = text.find(':', after_scheme);
+    if (colon != std::string::npos && colon < cut) out += text.substr(after_scheme, colon - after_scheme) + ":" + redacted_text + "@";
+    else out += text.substr(after_scheme, cut + 1 - after_scheme);
+    rest = cut + 1;
+  }
+  std::size_t query = text.find('?', rest);
+  if (query == std::string::npos) return out + text.substr(rest);
+  out += text.substr(rest, query + 1 - rest);
+  std::size_t i = query + 1;
+  while (i <= text.size()) {
+    std::size_t amp = text.find('&', i);
+    if (amp == std::string::npos) amp = text.size();
+    std::string pair = text.substr(i, amp - i);
+    if (pair.starts_with("password=")) pair = std::string("password=") + redacted_text;
+    out += pair;
+    if (amp < text.size()) out += '&';
+    i = amp + 1;
+  }
+  return out;
+}
+}  // namespace
+
+bool valid_connection_string(const std::string& url) { return parse_conninfo(url) != nullptr; }
 
 ProxyChoice proxy_choice(const Config& config) {
   ProxyChoice choice;
@@ -451,12 +584,69 @@ Secret load_proxy_credentials(const Config& config) {
 }
 
 std::string redact_url(const std::string& url) {
-  static const std::regex uri_password(R"(^([a-z]+://[^:/@]*):[^@]*@)");
-  static const std::regex kv_password(R"((^|\s)password\s*=\s*('[^']*'|\S+))");
-  auto result = std::regex_replace(url, uri_password, "$1:<redacted>@");
-  result = std::regex_replace(result, kv_password, "$1password=<redacted>");
-  static const std::regex query_password(R"(([?&]password=)[^&]*)");
-  return std::regex_replace(result, query_password, "$1<redacted>");
+  auto parsed = parse_conninfo(url);
+  if (!parsed) return "(a connection string libpq cannot parse; not shown)";
+  const auto password = option_value(parsed, "password");
+  if (!password || password->empty()) return url;
+  std::string result = uri_form(url) ? redact_uri(url) : redact_key_value(url);
+  // Check the result with libpq itself: if it would still find a password other than
+  // the placeholder, show only what libpq parsed, without the password.
+  auto again = parse_conninfo(result);
+  auto left = again ? option_value(again, "password") : std::optional<std::string>(*password);
+  if (!again || (left && !left->empty() && *left != redacted_text) ||
+      result.find(*password) != std::string::npos) {
+    std::string rebuilt;
+    for (auto* option = parsed.get(); option->keyword; ++option) {
+      if (!option->val || std::string_view(option->keyword) == "password") continue;
+      if (!rebuilt.empty()) rebuilt += ' ';
+      rebuilt += std::string(option->keyword) + "=" + option->val;
+    }
+    return rebuilt + (rebuilt.empty() ? "" : " ") + "password=" + redacted_text;
+  }
+  return result;
+}
+
+std::string redact_database_error(const std::string& url, const std::string& message) {
+  auto parsed = parse_conninfo(url);
+  // libpq's complaint about a malformed string quotes a piece of it, which may be
+  // the password: name the problem without the piece.
+  if (!parsed) return "not a valid connection string (key=value pairs or a postgresql:// URI)";
+  std::string result = message;
+  if (auto password = option_value(parsed, "password"); password && !password->empty()) {
+    for (std::size_t at; (at = result.find(*password)) != std::string::npos;) {
+      result.replace(at, password->size(), redacted_text);
+    }
+  }
+  while (!result.empty() && (result.back() == '\n' || result.back() == ' ')) result.pop_back();
+  return result;
+}
+
+std::vector<std::string> keep_restart_keys(const Config& running, Config& fresh) {
+  std::vector<std::string> changed;
+  auto keep = [&](const char* key, auto& fresh_value, const auto& running_value) {
+    if (fresh_value == running_value) return;
+    changed.emplace_back(key);
+    fresh_value = running_value;
+  };
+  // Bound once at start: the sockets, the connection pool and the API client.
+  keep("database.url", fresh.database.url, running.database.url);
+  keep("database.pool_size", fresh.database.pool_size, running.database.pool_size);
+  keep("api.base_url", fresh.api.base_url, running.api.base_url);
+  keep("api.max_connections", fresh.api.max_connections, running.api.max_connections);
+  keep("api.request_timeout_ms", fresh.api.request_timeout_ms, running.api.request_timeout_ms);
+  // The proxy and the trusted CAs are read once, into the API client and the downloader.
+  keep("api.proxy", fresh.api.proxy, running.api.proxy);
+  keep("api.proxy_credentials_file", fresh.api.proxy_credentials_file, running.api.proxy_credentials_file);
+  keep("api.no_proxy", fresh.api.no_proxy, running.api.no_proxy);
+  keep("api.ca_file", fresh.api.ca_file, running.api.ca_file);
+  keep("api.ca_dir", fresh.api.ca_dir, running.api.ca_dir);
+  keep("http.listen", fresh.http.listen, running.http.listen);
+  keep("webhook.listen", fresh.webhook.listen, running.webhook.listen);
+  keep("webhook.max_body_bytes", fresh.webhook.max_body_bytes, running.webhook.max_body_bytes);
+  keep("webhook.read_timeout_ms", fresh.webhook.read_timeout_ms, running.webhook.read_timeout_ms);
+  // The instance's name is in its leases and heartbeat row: it cannot change under them.
+  keep("dispatch.instance_id", fresh.dispatch.instance_id, running.dispatch.instance_id);
+  return changed;
 }
 
 }  // namespace klingq::config

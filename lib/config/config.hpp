@@ -127,6 +127,7 @@ struct HttpConfig {
 struct LogConfig {
   std::string level = "info";  // debug | info | notice | warning | error
   bool json = false;           // one JSON object per line instead of key=value
+  bool job_events = true;      // per-job submitted/completed lines at info (else debug)
 };
 
 struct OutputsConfig {
@@ -168,6 +169,8 @@ Config load(const std::string& path);
 std::vector<std::string> known_keys();
 
 // The API key: api.key_file, else $KLINGQ_API_KEY, else $CREDENTIALS_DIRECTORY/api-key.
+// $KLINGQ_API_KEY is read once per process and then unset (and wiped from
+// /proc/<pid>/environ); later calls use the copy taken then.
 Secret load_api_key(const Config& config);
 
 // Where outgoing connections go: api.proxy (and api.no_proxy) for every scheme when it
@@ -186,7 +189,18 @@ ProxyChoice proxy_choice(const Config& config);
 // Throws ConfigError naming the key when the file is missing, empty or has no colon.
 Secret load_proxy_credentials(const Config& config);
 
-// A database URL with any password replaced, for logs.
+// A database URL (libpq URI or key=value string) with any password replaced, for logs.
+// Parsed as libpq parses it (PQconninfoParse), never by pattern: a string libpq refuses
+// is not shown at all.
 std::string redact_url(const std::string& url);
+// Whether libpq accepts the string (PQconninfoParse); a URL is not checked further.
+bool valid_connection_string(const std::string& url);
+// libpq's reason for a failed connection to url, with url's password taken out of it.
+std::string redact_database_error(const std::string& url, const std::string& message);
+
+// The keys a SIGHUP cannot apply to a running klingqd (listeners, the pool, the API
+// client): those that differ between running and fresh, dotted. Their running values are
+// copied into fresh, so that what the engine gets is what it actually runs with.
+std::vector<std::string> keep_restart_keys(const Config& running, Config& fresh);
 
 }  // namespace klingq::config

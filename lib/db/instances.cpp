@@ -18,6 +18,12 @@ std::int64_t instances::count_live(pqxx::transaction_base& tx) {
   return exec1(tx, sql::instances_count_live)[0].as<long long>();
 }
 
+std::optional<std::string> instances::publisher(pqxx::transaction_base& tx) {
+  auto rows = exec(tx, sql::instances_get_publisher);
+  if (rows.empty()) return std::nullopt;
+  return rows[0][0].as<std::string>();
+}
+
 void job_counts::fold(pqxx::transaction_base& tx) { exec(tx, sql::job_counts_fold); }
 
 std::vector<std::pair<std::string, std::int64_t>> job_counts::by_state(pqxx::transaction_base& tx) {

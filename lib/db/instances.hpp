@@ -7,6 +7,7 @@
 #include <pqxx/transaction_base>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -19,6 +20,8 @@ void upsert(pqxx::transaction_base& tx, const std::string& id, const std::string
 void remove(pqxx::transaction_base& tx, const std::string& id);
 // Instances that heartbeat within the last 30 s.
 std::int64_t count_live(pqxx::transaction_base& tx);
+// The id of the oldest live instance (the metrics publisher), if any is live.
+std::optional<std::string> publisher(pqxx::transaction_base& tx);
 }  // namespace instances
 
 namespace job_counts {

@@ -48,6 +48,11 @@ void mark_batch_waiting(pqxx::transaction_base& tx, const std::string& batch) {
   exec(tx, sql::jobs_mark_batch_waiting, batch);
 }
 
+void mark_credit_waiting(pqxx::transaction_base& tx, const std::vector<std::int64_t>& ids,
+                         const std::string& reason) {
+  if (!ids.empty()) exec(tx, sql::jobs_mark_credit_waiting, ids_array(ids), reason);
+}
+
 std::vector<Claimed> claim(pqxx::transaction_base& tx, const std::vector<std::int64_t>& ids,
                            const std::string& instance, double lease_seconds, const std::string& webhook_url) {
   std::vector<Claimed> out;

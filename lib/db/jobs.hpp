@@ -37,6 +37,9 @@ std::vector<Claimable> select_claimable(pqxx::transaction_base& tx, std::int64_t
 
 // Queued rows of a spent batch get wait_reason 'batch budget spent ...'.
 void mark_batch_waiting(pqxx::transaction_base& tx, const std::string& batch);
+// Queued rows `ids` get wait_reason `reason` (unless they already have it).
+void mark_credit_waiting(pqxx::transaction_base& tx, const std::vector<std::int64_t>& ids,
+                         const std::string& reason);
 
 // A row moved to dispatching, with what the submit needs.
 struct Claimed {

@@ -85,6 +85,15 @@ std::vector<jobs_admin::Current> jobs_admin::state_by_ids(pqxx::transaction_base
   return out;
 }
 
+std::vector<std::pair<std::string, std::int64_t>> jobs_admin::count_waiting(pqxx::transaction_base& tx,
+                                                                            const std::optional<std::string>& batch) {
+  std::vector<std::pair<std::string, std::int64_t>> out;
+  for (const auto& r : exec(tx, sql::jobs_count_waiting, batch)) {
+    out.emplace_back(r[0].as<std::string>(), r[1].as<long long>());
+  }
+  return out;
+}
+
 std::vector<std::pair<std::string, std::int64_t>> jobs_admin::count_batch_by_state(pqxx::transaction_base& tx,
                                                                                    const std::string& batch) {
   std::vector<std::pair<std::string, std::int64_t>> out;

@@ -46,6 +46,10 @@ struct Listed {
   std::optional<std::string> error_message;  // last_error.last.message
   std::string created_at;                    // time stamp text
 };
+// Queued jobs with a wait_reason, counted by reason (most first); `batch` when given.
+std::vector<std::pair<std::string, std::int64_t>> count_waiting(pqxx::transaction_base& tx,
+                                                                const std::optional<std::string>& batch);
+
 // At most `limit` jobs in id order, of `state` and `batch` when given.
 std::vector<Listed> list(pqxx::transaction_base& tx, const std::optional<std::string>& state,
                          const std::optional<std::string>& batch, std::int64_t limit);

@@ -16,6 +16,13 @@ asio::awaitable<CompletionOutcome> Completions::apply(Completion completion) {
     return dispatcher::apply_completion(c, settings, completion);
   });
   if (applied.result == CompletionResult::applied) {
+    log::job("job_completed", {{"job", std::to_string(applied.job_id)},
+                               {"remote_id", completion.remote_id},
+                               {"state", completion.status},
+                               {"seconds", applied.submit_to_complete_seconds
+                                               ? std::to_string(*applied.submit_to_complete_seconds)
+                                               : std::string("?")}});
+    if (applied.refunded > 0) ctx_.metrics.credit_refunded().Increment(static_cast<double>(applied.refunded));
     if (applied.submit_to_complete_seconds) ctx_.metrics.submit_to_complete().Observe(*applied.submit_to_complete_seconds);
     ctx_.claim_wanted.notify();  // the parallel slot is free now
     if (completion.status == "completed") ctx_.downloads_wanted.notify();

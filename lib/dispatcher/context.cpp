@@ -1,6 +1,7 @@
 // Context: Health's logging, the abandonable API call, observation_of.
 #include "dispatcher/context.hpp"
 
+#include "ops/metrics.hpp"
 #include "util/log.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -19,10 +20,12 @@ void Health::note_database(bool ok, const char* where, const std::exception* err
 }
 
 void Health::note_hold(Hold next) {
-  if (next == hold) return;
-  // Once per change, not once per claim: a daily cap can last for hours.
-  if (next != Hold::none) log::notice("dispatch_held", {{"by", to_string(next)}});
-  else log::info("dispatch_flowing");
+  // Once per change of what holds dispatch, not once per flicker (hold_log.hpp).
+  switch (hold_log.on_claim(next, std::chrono::steady_clock::now())) {
+    case HoldLog::Line::held: log::notice("dispatch_held", {{"by", to_string(next)}}); break;
+    case HoldLog::Line::flowing: log::info("dispatch_flowing"); break;
+    case HoldLog::Line::none: break;
+  }
   hold = next;
 }
 
@@ -32,6 +35,13 @@ Context::Context(asio::any_io_executor executor, db::Pool& pool, http::Client& a
       claim_wanted(executor, stop), downloads_wanted(executor, stop), credits_wanted(executor, stop) {}
 
 Context::~Context() = default;
+
+void Context::api_key_refused(const char* request, const api::Outcome& outcome) {
+  log::error(outcome.http_status == 407 ? "proxy_auth_required" : "api_key_refused",
+             {{"request", request}, {"message", outcome.message}});
+  health.halted = true;
+  ops::Metrics::set_flag(metrics.halted(), true);
+}
 
 api::Endpoint Context::endpoint() const {
   return api::Endpoint{options.protocol, &options.api_key, options.queue.webhook_url};

@@ -15,6 +15,7 @@
 
 #include "api/protocol.hpp"
 #include "db/pool.hpp"
+#include "dispatcher/hold_log.hpp"
 #include "dispatcher/loop.hpp"
 #include "dispatcher/options.hpp"
 #include "dispatcher/task_group.hpp"
@@ -46,8 +47,9 @@ struct Health {
 
   // Logs database_ok / database_unreachable when the state changes, not every time.
   void note_database(bool ok, const char* where, const std::exception* error = nullptr);
-  // Logs dispatch_held / dispatch_flowing when the hold changes.
+  // Logs dispatch_held / dispatch_flowing when what holds dispatch changes (HoldLog).
   void note_hold(Hold hold);
+  HoldLog hold_log;
 };
 
 struct Context {
@@ -81,6 +83,11 @@ struct Context {
 
   // The API endpoint as the options say now (protocol, key, this instance's webhook).
   api::Endpoint endpoint() const;
+  // A 401 from any request (submit, poll, balance query): logged at error, and
+  // klingq_halted and /readyz say so at once, not at the next heartbeat or claim.
+  // The halt itself is recorded in klingq.account by the response's transaction.
+  // A proxy's 407 is classed alike (it halts too) and logged as proxy_auth_required.
+  void api_key_refused(const char* request, const api::Outcome& outcome);
 
   // One exchange with the API. nullopt when it was abandoned at the end of the shutdown
   // grace (abandon_api_calls): the caller records nothing, its lease is released and a

@@ -39,13 +39,17 @@ asio::awaitable<SteadyDuration> CreditRefresher::run_once() {
       if (balance.balance) {
         auto value = *balance.balance;
         co_await ctx_.pool.run([settings, value](pqxx::connection& c) { dispatcher::set_balance(c, settings, value); });
-        ctx_.metrics.credit_balance().Set(static_cast<double>(value));
+        // A database-wide gauge: only the publishing instance exports it (ops/metrics.hpp).
+        if (ctx_.metrics.metrics_publisher().Value() > 0) ctx_.metrics.credit_balance().Set(static_cast<double>(value));
         const bool low = value < ctx_.options.low_balance_warning;
         ops::Metrics::set_flag(ctx_.metrics.low_balance(), low);
         if (low && !warned_low_balance_) log::warning("low_balance", {{"balance", std::to_string(value)}});
         warned_low_balance_ = low;
         log::debug("balance", {{"balance", std::to_string(value)}});
         ctx_.claim_wanted.notify();
+      } else if (outcome.outcome == api::OutcomeClass::unauthorized) {
+        ctx_.api_key_refused("balance", outcome);
+        wait = std::min<SteadyDuration>(wait, 5s);
       } else {
         if (outcome.http_status == 407) {
           // Not a failing API but a proxy refusing us: dispatch halts, say why at error level.

@@ -35,6 +35,7 @@ void apply_logging(const config::Config& config) {
   log::parse_level(config.log.level, level);
   log::set_level(level);
   log::set_json(config.log.json);
+  log::set_job_events(config.log.job_events);
 }
 
 bool database_ready(const config::Config& config) {
@@ -44,8 +45,10 @@ bool database_ready(const config::Config& config) {
   } catch (const db::SchemaTooOld& e) {
     log::error("schema_too_old", {{"message", e.what()}});
     return false;
-  } catch (const std::exception&) {
-    log::error("database_unreachable", {{"url", config::redact_url(config.database.url)}});
+  } catch (const std::exception& e) {
+    // libpq's reason (refused, no such host, authentication failed, ...), as the CLI says.
+    log::error("database_unreachable", {{"url", config::redact_url(config.database.url)},
+                                        {"reason", config::redact_database_error(config.database.url, e.what())}});
     return false;
   }
   return true;
@@ -107,9 +110,23 @@ bool Daemon::run() {
           ops::sd::reloading();
           try {
             auto fresh = load_config(s.config_path);
+            // What a reload cannot apply keeps its running value, and each such key is
+            // named: a reload that says "reloaded" must not have ignored anything.
+            const auto kept = config::keep_restart_keys(s.loaded.config, fresh.config);
             apply_logging(fresh.config);
             s.engine.reload(options_from(fresh.config, fresh.api_key));
-            log::notice("config_reloaded", {{"path", s.config_path}});
+            s.loaded = fresh;
+            if (kept.empty()) {
+              log::notice("config_reloaded", {{"path", s.config_path}});
+            } else {
+              std::string names;
+              for (const auto& key : kept) {
+                log::warning("config_change_needs_restart",
+                             {{"key", key}, {"kept", "running value until klingqd restarts"}});
+                names += (names.empty() ? "" : ",") + key;
+              }
+              log::warning("config_reloaded_partly", {{"path", s.config_path}, {"needs_restart", names}});
+            }
           } catch (const std::exception& e) {
             log::error("config_reload_refused", {{"error", e.what()}, {"kept", "previous config"}});
           }

@@ -99,15 +99,35 @@ awaitable<void> Engine::run() {
   auto services = services_;
   auto& s = *services;
   auto& ctx = s.context;
-  {
-    auto settings = ctx.options.queue;
-    co_await ctx.pool.run([settings](pqxx::connection& c) { dispatcher::ensure_account(c, settings); });
-    // A proxy's 407 halted dispatch before: the proxy settings are read only at start,
-    // so a start is when they may have been fixed (if not, the next 407 halts again).
-    if (co_await ctx.pool.run([settings](pqxx::connection& c) { return dispatcher::clear_proxy_halt(c, settings); })) {
-      log::notice("halt_cleared", {{"why", "klingqd started: the proxy settings are read again"}});
+  // The first round trip is retried rather than fatal: "klingqd ready" is already out,
+  // and a moment without a connection (the server restarting, no file descriptor left)
+  // must not end the process.
+  for (int failures = 0; !ctx.stop.requested(); ++failures) {
+    std::exception_ptr failure;
+    bool proxy_halt_cleared = false;
+    try {
+      auto settings = ctx.options.queue;
+      co_await ctx.pool.run([settings](pqxx::connection& c) { dispatcher::ensure_account(c, settings); });
+      // A proxy's 407 halted dispatch before: the proxy settings are read only at start,
+      // so a start is when they may have been fixed (if not, the next 407 halts again).
+      proxy_halt_cleared = co_await ctx.pool.run([settings](pqxx::connection& c) {
+        return dispatcher::clear_proxy_halt(c, settings);
+      });
+    } catch (const std::exception&) {
+      failure = std::current_exception();
     }
-    ctx.health.database_ok = true;
+    if (!failure) {
+      if (proxy_halt_cleared) log::notice("halt_cleared", {{"why", "klingqd started: the proxy settings are read again"}});
+      ctx.health.database_ok = true;
+      break;
+    }
+    try {
+      std::rethrow_exception(failure);
+    } catch (const std::exception& e) {
+      if (failures == 0) ctx.health.database_ok = true;  // so that the first failure is logged, once
+      ctx.health.note_database(false, "start", &e);
+    }
+    co_await s.stopped.sleep(backoff(failures + 1, 200ms, 5s));
   }
   ctx.tasks.spawn(s.listener.run(), "listener");
   ctx.tasks.spawn(s.claimer.run(), "claimer");

@@ -43,8 +43,12 @@ asio::awaitable<SteadyDuration> Heartbeat::run_once() {
 }
 
 void Heartbeat::publish_metrics() {
-  const auto& s = snapshot_;
   auto& metrics = ctx_.metrics;
+  metrics.update_process();
+  ops::Metrics::set_flag(metrics.metrics_publisher(), snapshot_.publisher);
+  // The database-wide gauges come from one elected instance; the others export zeros,
+  // so that sum() over instances counts every job once (ops/metrics.hpp).
+  const Snapshot s = snapshot_.publisher ? snapshot_ : Snapshot{};
   for (int i = 0; i < static_cast<int>(ops::job_state_count); ++i) metrics.jobs(static_cast<ops::JobState>(i)).Set(0);
   for (const auto& [name, count] : s.jobs_by_state) {
     for (std::size_t i = 0; i < ops::job_state_count; ++i) {
@@ -62,9 +66,9 @@ void Heartbeat::publish_metrics() {
   metrics.remaining(ops::Window::rpm).Set(static_cast<double>(s.limits.rpm_remaining.value_or(s.limits.rpm_limit)));
   metrics.remaining(ops::Window::daily).Set(static_cast<double>(std::max<std::int64_t>(0, s.limits.day_limit - s.limits.day_used)));
   metrics.remaining(ops::Window::parallel).Set(static_cast<double>(std::max<std::int64_t>(0, s.limits.parallel_limit - s.in_flight)));
-  if (s.limits.rpm_reset_at) metrics.reset_timestamp(ops::Window::rpm).Set(to_epoch_seconds(*s.limits.rpm_reset_at));
-  if (s.limits.day_reset_at) metrics.reset_timestamp(ops::Window::daily).Set(to_epoch_seconds(*s.limits.day_reset_at));
-  if (s.balance) metrics.credit_balance().Set(static_cast<double>(*s.balance));
+  metrics.reset_timestamp(ops::Window::rpm).Set(s.limits.rpm_reset_at ? to_epoch_seconds(*s.limits.rpm_reset_at) : 0);
+  metrics.reset_timestamp(ops::Window::daily).Set(s.limits.day_reset_at ? to_epoch_seconds(*s.limits.day_reset_at) : 0);
+  if (s.balance || !snapshot_.publisher) metrics.credit_balance().Set(static_cast<double>(s.balance.value_or(0)));
   metrics.instances().Set(static_cast<double>(s.instances));
   ops::Metrics::set_flag(metrics.halted(), s.halted);
   ops::Metrics::set_flag(metrics.paused(), s.paused);

@@ -66,6 +66,7 @@ asio::awaitable<void> Poller::poll(PollJob job) {
   ctx_.metrics.api_request_duration(ops::ApiCall::poll).Observe(std::chrono::duration<double>(result.elapsed).count());
   ctx_.metrics.polls().Increment();
   auto status = api::parse_status(result);
+  if (status.outcome.outcome == api::OutcomeClass::unauthorized) ctx_.api_key_refused("poll", status.outcome);
   auto observation = observation_of(result);
   try {
     auto settings = ctx_.options.queue;

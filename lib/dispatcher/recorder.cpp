@@ -85,7 +85,9 @@ void Recorder::recorded(const SubmitInput& input, const SubmitRecord& record) {
   if (outcome.outcome == api::OutcomeClass::accepted && !record.new_state.empty()) {
     ctx_.metrics.credit_spent().Increment(static_cast<double>(outcome.credit_cost.value_or(job.expected_cost)));
     ctx_.metrics.insert_to_submit().Observe(std::chrono::duration<double>(Clock::now() - job.created_at).count());
-    log::debug("submitted", {{"job", std::to_string(job.id)}, {"remote_id", outcome.remote_id}});
+    log::job("job_submitted", {{"job", std::to_string(job.id)},
+                               {"remote_id", outcome.remote_id},
+                               {"credits", std::to_string(outcome.credit_cost.value_or(job.expected_cost))}});
   }
   if (record.new_state.empty()) log::warning("lease_lost", {{"job", std::to_string(job.id)}});
   if (record.completed_early && record.new_state == "completed") ctx_.downloads_wanted.notify();

@@ -129,7 +129,10 @@ CompletionOutcome complete_locked(pqxx::work& tx, const QueueSettings& settings,
     out.result = CompletionResult::applied;
     out.job_id = row->id;
     out.submit_to_complete_seconds = row->submit_to_complete_seconds;
-    if (next->refund_cost && row->credit_cost) db::account::charge(tx, settings.account, -*row->credit_cost);
+    if (next->refund_cost && row->credit_cost) {
+      db::account::charge(tx, settings.account, -*row->credit_cost);
+      out.refunded = *row->credit_cost;
+    }
     db::jobs::notify(tx, "slot");  // every instance sees the freed parallel slot
     return out;
   }
@@ -142,6 +145,9 @@ CompletionOutcome complete_locked(pqxx::work& tx, const QueueSettings& settings,
   out.result = CompletionResult::unknown_stored;
   return out;
 }
+
+constexpr const char* credit_wait_reason =
+    "waiting for credit: the known balance less credits.reserve does not cover it (klingq limits)";
 
 Hold hold_of(ratelimit::Blocker blocker) {
   switch (blocker) {
@@ -355,6 +361,17 @@ Picked pick_by_shares(pqxx::work& tx, const QueueSettings& settings, const Locke
       }
       choice = credit::choose(candidates, static_cast<std::size_t>(remaining), budget, locked.now,
                               settings.starvation, batch_left);
+      if (choice.short_of_credit) {
+        // The rows in line that the balance could not pay for say so (a zero balance used
+        // to leave them queued with no reason at all); the claim that takes one clears it.
+        std::vector<bool> chosen(seq.size(), false);
+        for (auto index : choice.chosen) chosen[index] = true;
+        std::vector<std::int64_t> waiting;
+        for (std::size_t i = 0; i < seq.size(); ++i) {
+          if (!chosen[i] && candidates[i].batch_budget < 0) waiting.push_back(heads[seq[i]].id);
+        }
+        db::jobs::mark_credit_waiting(tx, waiting, credit_wait_reason);
+      }
       for (int spent : choice.spent_batches) {
         auto& e = out.entries[entry_of.at(budget_keys[static_cast<std::size_t>(spent)])];
         e.caps.budget_left = 0;  // this claim gives it nothing more
@@ -764,6 +781,7 @@ Snapshot heartbeat(pqxx::connection& connection, const QueueSettings& settings, 
     snapshot.jobs_by_state.emplace_back(std::move(state), count);
   }
   snapshot.instances = db::instances::count_live(read);
+  snapshot.publisher = db::instances::publisher(read).value_or(settings.instance) == settings.instance;
   snapshot.stuck = db::jobs::count_stuck(read);
   read.commit();
   // The claim's walk starts where its pass updates leave dead index entries (012).

@@ -139,6 +139,7 @@ struct CompletionOutcome {
   CompletionResult result = CompletionResult::unknown_stored;
   std::int64_t job_id = 0;
   std::optional<double> submit_to_complete_seconds;
+  std::int64_t refunded = 0;  // a failed job's credit_cost given back (klingq_credit_refunded_total)
 };
 // Moves a submitted job to its terminal state (never a terminal one back), refunds a
 // failed job's credits into the known balance, and NOTIFYs so every instance sees the
@@ -165,6 +166,7 @@ struct Snapshot {
   std::vector<std::pair<std::string, std::int64_t>> jobs_by_state;
   std::int64_t instances = 0;
   std::int64_t stuck = 0;
+  bool publisher = true;  // this instance is the oldest live one: it exports the database-wide gauges
 };
 // Upserts this instance's heartbeat and reads what metrics and STATUS= show.
 Snapshot heartbeat(pqxx::connection& connection, const QueueSettings& settings,

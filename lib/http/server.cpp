@@ -28,13 +28,18 @@
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdint>
 #include <exception>
 #include <mutex>
+#include <optional>
 #include <system_error>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 
@@ -303,19 +308,77 @@ asio::awaitable<void> serve_connection(std::shared_ptr<ServerState> state,
   stream->close();
 }
 
+// A descriptor kept in reserve for when the process runs out (EMFILE/ENFILE): closing
+// it lets one more connection in, so that /readyz can still answer while every other
+// descriptor is taken. Reopened as soon as one is free again.
+struct SpareDescriptor {
+  int fd = -1;
+  void reopen() {
+    if (fd < 0) fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  }
+  bool release() {
+    if (fd < 0) return false;
+    ::close(fd);
+    fd = -1;
+    return true;
+  }
+  ~SpareDescriptor() { release(); }
+};
+
+bool out_of_descriptors(const error_code& error) {
+  return error == asio::error::no_descriptors || error == error_code(ENFILE, boost::system::system_category()) ||
+         error == asio::error::no_buffer_space || error == asio::error::no_memory;
+}
+
 asio::awaitable<void> accept_loop(std::shared_ptr<ServerState> state) {
+  // An accept that fails at once (out of descriptors) backs off, doubling up to a second,
+  // and is logged once per interval with how often it failed meanwhile (it was 568 lines
+  // in 30 s): the open connections are served all the while.
+  constexpr std::chrono::milliseconds first_pause{50}, max_pause{1000};
+  constexpr std::chrono::seconds log_interval{10};
+  SpareDescriptor spare;
+  spare.reopen();
+  std::chrono::milliseconds pause_for = first_pause;
+  std::size_t failures_unlogged = 0;
+  std::size_t failures_total = 0;  // since accept last succeeded
+  bool streak_logged = false;      // this run of failures was logged: its end will be too
+  std::optional<std::chrono::steady_clock::time_point> last_logged;
   for (;;) {
+    spare.reopen();
     auto [error, socket] = co_await state->acceptor.async_accept(as_result);
     if (state->stopping) co_return;
+    if (error && out_of_descriptors(error) && spare.release()) {
+      // The reserve makes room for exactly this one connection (a /readyz probe, most
+      // likely): the pending connection that failed is taken now.
+      std::tie(error, socket) = co_await state->acceptor.async_accept(as_result);
+      if (state->stopping) co_return;
+    }
     if (error) {
       if (error == asio::error::operation_aborted || error == asio::error::bad_descriptor) co_return;
-      // Out of descriptors and the like: pause briefly instead of spinning on an
-      // accept that fails at once, and keep serving the open connections meanwhile.
-      log::warning("http_accept_failed", {{"error", error.message()}});
-      asio::steady_timer pause(state->executor, std::chrono::milliseconds(50));
+      ++failures_unlogged;
+      ++failures_total;
+      const auto now = std::chrono::steady_clock::now();
+      if (!last_logged || now - *last_logged >= log_interval) {
+        log::warning("http_accept_failed", {{"error", error.message()},
+                                            {"failures", std::to_string(failures_unlogged)},
+                                            {"pause_ms", std::to_string(pause_for.count())}});
+        last_logged = now;
+        failures_unlogged = 0;
+        streak_logged = true;
+      }
+      asio::steady_timer pause(state->executor, pause_for);
       co_await pause.async_wait(as_result);
+      pause_for = std::min(pause_for * 2, max_pause);
       continue;
     }
+    pause_for = first_pause;
+    // Under exhaustion accept flaps (a descriptor frees, one accept succeeds, the next
+    // fails): the interval above still rules, and an end is said only for a run that was.
+    if (failures_total > 0 && streak_logged) {
+      log::notice("http_accept_recovered", {{"failures", std::to_string(failures_total)}});
+      streak_logged = false;
+    }
+    failures_total = 0;
     ++state->accepted;
     std::uint64_t id = 0;
     auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));

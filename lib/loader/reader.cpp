@@ -8,10 +8,12 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
 #include <unistd.h>
+#include <utility>
 
 namespace klingq::loader {
 namespace {
@@ -98,7 +100,8 @@ void for_each_member(std::string_view text, Visit visit) {
 }
 }  // namespace
 
-LineSource::LineSource(int fd) : fd_(fd), buffer_(chunk_bytes, '\0') {}
+LineSource::LineSource(int fd, std::size_t max_line)
+    : max_line_(max_line), fd_(fd), buffer_(std::min(chunk_bytes, max_line + 1), '\0') {}
 
 LineSource::LineSource(std::string text) : buffer_(std::move(text)), end_(buffer_.size()), eof_(true) {}
 
@@ -109,13 +112,7 @@ bool LineSource::fill() {
     end_ -= begin_;
     begin_ = 0;
   }
-  if (end_ == buffer_.size()) {
-    if (buffer_.size() >= max_line_bytes) {
-      throw std::runtime_error("line " + std::to_string(line_number_ + 1) + " is longer than " +
-                               std::to_string(max_line_bytes >> 20) + " MiB");
-    }
-    buffer_.resize(buffer_.size() * 2);
-  }
+  if (end_ == buffer_.size()) buffer_.resize(std::min(buffer_.size() * 2, max_line_ + 1));
   for (;;) {
     ssize_t n = ::read(fd_, buffer_.data() + end_, buffer_.size() - end_);
     if (n < 0 && errno == EINTR) continue;
@@ -129,7 +126,27 @@ bool LineSource::fill() {
   }
 }
 
+// A line longer than the limit is one bad line, not the end of the load: its bytes are
+// read and dropped up to its newline, and it comes back empty with too_long() set.
+std::optional<std::string_view> LineSource::skip_long_line() {
+  too_long_ = true;
+  ++line_number_;
+  for (;;) {
+    const void* found = std::memchr(buffer_.data() + begin_, '\n', end_ - begin_);
+    if (found) {
+      auto at = static_cast<std::size_t>(static_cast<const char*>(found) - buffer_.data());
+      consumed_ += at + 1 - begin_;
+      begin_ = at + 1;
+      return std::string_view();
+    }
+    consumed_ += end_ - begin_;
+    begin_ = end_ = 0;
+    if (!fill()) return std::string_view();
+  }
+}
+
 std::optional<std::string_view> LineSource::next() {
+  too_long_ = false;
   std::size_t searched = begin_;
   for (;;) {
     const void* found = std::memchr(buffer_.data() + searched, '\n', end_ - searched);
@@ -141,6 +158,7 @@ std::optional<std::string_view> LineSource::next() {
       ++line_number_;
       return line;
     }
+    if (fd_ >= 0 && end_ - begin_ > max_line_) return skip_long_line();
     searched = end_ - begin_;  // offset after fill() compacts
     if (!fill()) {
       if (begin_ == end_) return std::nullopt;
@@ -189,6 +207,7 @@ std::string CsvReader::read_cells(std::string_view line) {
             return "unterminated quoted field (the quote opens on line " +
                    std::to_string(first_line) + ")";
           }
+          if (source_.too_long()) return "a quoted field " + source_.too_long_message();
           cr = !more->empty() && more->back() == '\r';
           body = cr ? more->substr(0, more->size() - 1) : *more;
           i = 0;
@@ -263,11 +282,16 @@ std::string CsvReader::start() {
 
 bool CsvReader::next(RawRecord& record) {
   std::optional<std::string_view> line;
-  while ((line = source_.next()) && strip_cr(*line).empty()) {
+  // (An over-long line comes back empty too: it is a bad record, not a blank line.)
+  while ((line = source_.next()) && !source_.too_long() && strip_cr(*line).empty()) {
   }
   if (!line) return false;
   record.clear();
   record.line = source_.line_number();
+  if (source_.too_long()) {
+    record.error = source_.too_long_message();
+    return true;
+  }
   record.error = read_cells(*line);
   if (!record.error.empty()) return true;
   if (cells_.size() != columns_.size()) {
@@ -287,11 +311,15 @@ bool CsvReader::next(RawRecord& record) {
 
 bool JsonLinesReader::next(RawRecord& record) {
   std::optional<std::string_view> line;
-  while ((line = source_.next()) && blank(*line)) {
+  while ((line = source_.next()) && !source_.too_long() && blank(*line)) {
   }
   if (!line) return false;
   record.clear();
   record.line = source_.line_number();
+  if (source_.too_long()) {
+    record.error = source_.too_long_message();
+    return true;
+  }
   std::string_view text = strip_cr(*line);
   if (record.line == 1 && text.substr(0, utf8_bom.size()) == utf8_bom) {
     text.remove_prefix(utf8_bom.size());
@@ -323,6 +351,7 @@ bool JsonLinesReader::next(RawRecord& record) {
         break;
       case boost::json::kind::string:
         value.kind = ValueKind::text;
+        value.json_string = true;
         value.text.assign(json.get_string().data(), json.get_string().size());
         break;
       case boost::json::kind::int64:
@@ -338,10 +367,15 @@ bool JsonLinesReader::next(RawRecord& record) {
         break;
     }
   }
-  // Numbers, objects and arrays as the input spelled them, byte for byte.
+  // Numbers, objects and arrays as the input spelled them, byte for byte. A key given
+  // twice is refused: Boost.JSON keeps the last silently, like CSV never could.
+  std::array<bool, column_count> seen{};
   for_each_member(text, [&](std::string_view key, std::string_view spelling) {
     auto column = column_from_name(key);
     if (!column) return;  // cannot happen: the loop above refused unknown keys
+    if (std::exchange(seen[static_cast<std::size_t>(*column)], true) && record.error.empty()) {
+      record.error = "key \"" + std::string(key) + "\" appears twice";
+    }
     auto& value = record[*column];
     if (value.kind == ValueKind::number || value.kind == ValueKind::object || value.kind == ValueKind::other) {
       value.text.assign(spelling);

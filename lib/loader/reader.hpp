@@ -20,18 +20,28 @@ namespace klingq::loader {
 class LineSource {
  public:
   static constexpr std::size_t chunk_bytes = 1 << 20;
-  static constexpr std::size_t max_line_bytes = 64 << 20;  // a longer line fails the load
+  static constexpr std::size_t max_line_bytes = 64 << 20;  // a longer line is a bad line
 
-  explicit LineSource(int fd);                  // not owned
+  explicit LineSource(int fd, std::size_t max_line = max_line_bytes);  // fd not owned
   explicit LineSource(std::string text);        // whole input in memory (unit tests)
-  // The next line (valid until the next call), or nullopt at the end of input. Throws
-  // std::runtime_error on a read error or a line over max_line_bytes.
+  // The next line (valid until the next call), or nullopt at the end of input. A line
+  // over max_line bytes comes back empty with too_long() set, its bytes skipped: the
+  // readers make it one bad record. Throws std::runtime_error on a read error.
   std::optional<std::string_view> next();
+  bool too_long() const { return too_long_; }  // of the last line returned
+  std::string too_long_message() const {
+    return "line is longer than " + (max_line_ >= (1u << 20) ? std::to_string(max_line_ >> 20) + " MiB"
+                                                              : std::to_string(max_line_) + " bytes") +
+           " (skipped)";
+  }
   std::size_t line_number() const { return line_number_; }  // of the last line returned
   std::size_t bytes_consumed() const { return consumed_; }
 
  private:
   bool fill();  // reads more; false at end of input
+  std::optional<std::string_view> skip_long_line();
+  std::size_t max_line_ = max_line_bytes;
+  bool too_long_ = false;
   int fd_ = -1;
   std::string buffer_;
   std::size_t begin_ = 0;  // start of unread data in buffer_

@@ -56,6 +56,9 @@ std::string parse_int(Column column, const RawValue& value, std::int64_t low,
   if (value.kind != ValueKind::text && value.kind != ValueKind::number) {
     return kind_error(column, "an integer");
   }
+  if (value.json_string) {
+    return std::string(name_of(column)) + " must be a JSON number, got the string " + quoted(value.text);
+  }
   auto text = trim(value.text);
   std::int64_t number = 0;
   auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), number);
@@ -257,6 +260,7 @@ void RawRecord::clear() {
   for (auto& value : values) {
     value.kind = ValueKind::absent;
     value.text.clear();
+    value.json_string = false;
   }
   error.clear();
 }

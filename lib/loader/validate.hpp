@@ -12,8 +12,8 @@
 namespace klingq::loader {
 
 // How the input spelled a value. CSV cells are untyped text; JSON keeps its types so
-// that {"duration": "5"} and {"duration": 5} can both be accepted while
-// {"duration": true} is refused with a clear message.
+// that {"duration": 5} is accepted while {"duration": "5"} and {"duration": true} are
+// refused with a clear message (a JSON writer that quotes numbers has a bug worth seeing).
 enum class ValueKind {
   absent,  // the input did not set the column (missing key, or an empty CSV cell)
   null,    // JSON null: the column's default
@@ -26,6 +26,7 @@ enum class ValueKind {
 struct RawValue {
   ValueKind kind = ValueKind::absent;
   std::string text;
+  bool json_string = false;  // text came from a JSON string, not an untyped CSV cell
 };
 
 // One record as read, before validation.

@@ -5,12 +5,22 @@
 
 #include <prometheus/text_serializer.h>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <ctime>
+#include <filesystem>
+#include <fstream>
 #include <string>
+#include <vector>
 
 namespace klingq::ops {
 namespace {
 
 using prometheus::Labels;
+
+// Set during static initialisation, before main: the process's start, to the second.
+const double process_started = static_cast<double>(std::time(nullptr));
 
 std::string label(std::string_view value) { return std::string(value); }
 
@@ -146,7 +156,12 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   credit_balance_ = &gauge("klingq_credit_balance", "Account credit balance as last queried.");
   credit_reserved_ = &gauge("klingq_credit_reserved",
                             "Credits held for jobs submitted but not yet charged.");
-  credit_spent_ = &counter("klingq_credit_spent_total", "Credits charged for jobs by this instance.");
+  credit_spent_ = &counter("klingq_credit_spent_total",
+                           "Credits the API charged (creditCost at accept) for jobs this instance submitted.");
+  credit_refunded_ = &counter("klingq_credit_refunded_total",
+                              "Credits the API refunded for failed jobs; spent minus refunded is the net charge.");
+  metrics_publisher_ = &gauge("klingq_metrics_publisher",
+                              "1 on the one instance (the oldest live) that exports the database-wide gauges.");
   low_balance_ = &gauge("klingq_low_balance",
                         "1 when the balance is below credits.low_balance_warning, else 0.");
 
@@ -183,12 +198,46 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                                .Register(registry),
                            "result", downloads_);
   download_bytes_ = &counter("klingq_download_bytes_total", "Bytes of videos downloaded and stored.");
+
+  process_cpu_ = &counter("klingq_process_cpu_seconds_total", "User and system CPU time of klingqd in seconds.");
+  process_resident_ = &gauge("klingq_process_resident_memory_bytes", "Resident memory of klingqd in bytes.");
+  process_open_fds_ = &gauge("klingq_process_open_fds", "File descriptors klingqd has open.");
+  process_max_fds_ = &gauge("klingq_process_max_fds", "The most file descriptors klingqd may open (RLIMIT_NOFILE).");
+  gauge("klingq_process_start_time_seconds", "Unix time at which klingqd started.").Set(process_started);
+  update_process();
 }
 
 Metrics::~Metrics() = default;
 
 std::string Metrics::serialize() const {
   return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+// The conventional process metrics of Prometheus's client libraries, with klingq's
+// prefix like every other name here. Set from the kernel by update_process() (the
+// heartbeat calls it) rather than at each scrape, so that a scrape only reads.
+void Metrics::update_process() {
+  rusage usage{};
+  if (getrusage(RUSAGE_SELF, &usage) == 0) {
+    const double cpu = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+                       static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+    if (cpu > process_cpu_->Value()) process_cpu_->Increment(cpu - process_cpu_->Value());
+  }
+  if (std::ifstream statm("/proc/self/statm"); statm) {
+    long long size = 0, resident = 0;
+    if (statm >> size >> resident) {
+      process_resident_->Set(static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)));
+    }
+  }
+  std::error_code error;
+  std::size_t open = 0;
+  for (std::filesystem::directory_iterator it("/proc/self/fd", error), end; !error && it != end; it.increment(error)) {
+    ++open;
+  }
+  // The iterator's own descriptor was counted while it was open.
+  if (!error) process_open_fds_->Set(static_cast<double>(open > 0 ? open - 1 : 0));
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0) process_max_fds_->Set(static_cast<double>(files.rlim_cur));
 }
 
 }  // namespace klingq::ops

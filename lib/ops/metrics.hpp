@@ -4,7 +4,12 @@
 // scrape instead of appearing when its first event happens.
 //
 // Names and labels are an interface (dashboards/ and alerts use them):
-//   klingq_jobs{state}                            gauge   rows per klingq.job_state
+// Database-wide gauges (marked [db] below) describe the shared database and account,
+// not this process: only the elected instance (the oldest live one,
+// klingq_metrics_publisher 1) exports their values, the others export 0, so that a
+// Prometheus sum over every instance equals the database.
+//
+//   klingq_jobs{state}                            gauge   [db] rows per klingq.job_state
 //   klingq_submissions_total{outcome}             counter submit attempts by result class
 //   klingq_rate_limited_total{window}             counter 429s by the window that refused
 //   klingq_limiter_limit{window}                  gauge   learned limit (0 = unlimited)
@@ -13,7 +18,16 @@
 //   klingq_in_flight_jobs, klingq_parallel_limit  gauges  generating jobs vs the cap
 //   klingq_daily_used, klingq_daily_limit         gauges  jobs started today vs the cap
 //   klingq_credit_balance, klingq_credit_reserved gauges  account balance, held back
-//   klingq_credit_spent_total                     counter credits charged by the API
+//   klingq_credit_spent_total                     counter credits the API charged for jobs this
+//                                                         instance submitted (its creditCost, at accept)
+//   klingq_credit_refunded_total                  counter credits the API gave back for those that
+//                                                         failed; spent − refunded, summed over
+//                                                         instances, is the API's net charge and
+//                                                         `klingq status`'s "credits spent"
+//   klingq_metrics_publisher                      gauge   1 on the instance exporting the [db] gauges
+//   klingq_process_cpu_seconds_total, klingq_process_resident_memory_bytes,
+//   klingq_process_open_fds, klingq_process_max_fds,
+//   klingq_process_start_time_seconds             this process, as of the last heartbeat
 //   klingq_low_balance                            gauge   1 below credits.low_balance_warning
 //   klingq_api_request_duration_seconds{kind}     histogram one HTTP exchange with the API
 //   klingq_insert_to_submit_seconds               histogram created_at → accepted by the API
@@ -110,6 +124,8 @@ class Metrics {
   prometheus::Gauge& credit_balance() { return *credit_balance_; }
   prometheus::Gauge& credit_reserved() { return *credit_reserved_; }
   prometheus::Counter& credit_spent() { return *credit_spent_; }
+  prometheus::Counter& credit_refunded() { return *credit_refunded_; }
+  prometheus::Gauge& metrics_publisher() { return *metrics_publisher_; }
   prometheus::Gauge& low_balance() { return *low_balance_; }
 
   // Seconds of one request/response exchange with the API, including failed ones.
@@ -135,6 +151,8 @@ class Metrics {
 
   // The whole registry in the Prometheus text exposition format 0.0.4.
   std::string serialize() const;
+  // Reads CPU time, resident memory and open descriptors into klingq_process_*.
+  void update_process();
   // For callers that add their own collectables or expose the registry otherwise.
   prometheus::Registry& registry() { return *registry_; }
 
@@ -163,6 +181,8 @@ class Metrics {
   prometheus::Gauge* credit_balance_ = nullptr;
   prometheus::Gauge* credit_reserved_ = nullptr;
   prometheus::Counter* credit_spent_ = nullptr;
+  prometheus::Counter* credit_refunded_ = nullptr;
+  prometheus::Gauge* metrics_publisher_ = nullptr;
   prometheus::Gauge* low_balance_ = nullptr;
   std::array<prometheus::Histogram*, api_call_count> api_request_duration_{};
   prometheus::Histogram* insert_to_submit_ = nullptr;
@@ -175,6 +195,10 @@ class Metrics {
   prometheus::Gauge* stuck_jobs_ = nullptr;
   std::array<prometheus::Counter*, download_outcome_count> downloads_{};
   prometheus::Counter* download_bytes_ = nullptr;
+  prometheus::Counter* process_cpu_ = nullptr;
+  prometheus::Gauge* process_resident_ = nullptr;
+  prometheus::Gauge* process_open_fds_ = nullptr;
+  prometheus::Gauge* process_max_fds_ = nullptr;
 };
 
 }  // namespace klingq::ops

@@ -3,6 +3,7 @@
 // values already redacted: this module cannot know what is secret.
 #pragma once
 
+#include <cstdint>
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -27,8 +28,23 @@ inline void notice(std::string_view e, std::initializer_list<Field> f = {}) { wr
 inline void warning(std::string_view e, std::initializer_list<Field> f = {}) { write(Level::warning, e, f); }
 inline void error(std::string_view e, std::initializer_list<Field> f = {}) { write(Level::error, e, f); }
 
-// The formatted line, without writing it (tests).
+// The formatted line, without writing it (tests). In JSON, a value spelled as a plain
+// decimal number ("42", "-3", "0.25") is written as a JSON number, except under keys
+// that name identifiers (remote_id, instance, id-like strings end in "_id"), which stay
+// strings; `at` (milliseconds since the epoch) adds "ts" as an ISO 8601 UTC time.
 std::string format(Level level, std::string_view event, std::initializer_list<Field> fields,
                    bool json);
+std::string format(Level level, std::string_view event, std::initializer_list<Field> fields,
+                   bool json, std::int64_t at_epoch_ms);
+
+// Per-job events (job_submitted, job_completed): at info by default (log.job_events),
+// else at debug, so a busy queue can keep its log to what changes.
+void set_job_events(bool at_info);
+inline void job(std::string_view e, std::initializer_list<Field> f = {});
+
+bool job_events_at_info();
+inline void job(std::string_view e, std::initializer_list<Field> f) {
+  write(job_events_at_info() ? Level::info : Level::debug, e, f);
+}
 
 }  // namespace klingq::log

@@ -43,6 +43,11 @@ Decision decide(std::string_view method, std::string_view path, std::string_view
   if (completion.status != "completed" && completion.status != "failed") {
     return {Verdict::ignore, 200, "status " + completion.status + " is not terminal", std::nullopt};
   }
+  // A url that is there but not a string (a number, an object) is a malformed payload,
+  // not a completion without a video: recording it would lose the video for good.
+  if (auto url = object.if_contains("url"); url && !url->is_string() && !url->is_null()) {
+    return {Verdict::bad_request, 400, "url must be a string", std::nullopt};
+  }
   completion.url = text("url");
   json::object metadata;
   if (auto m = object.if_contains("metadata"); m && m->is_object()) metadata = m->as_object();

@@ -177,7 +177,8 @@ TEST_CASE("validation mirrors every CHECK of klingq.jobs") {
       {R"({"prompt": 42})", "prompt must be a string"},
       {R"({"prompt": "a\u0000b"})", "NUL"},
       {R"({"prompt": "p", "duration": 10})", ""},
-      {R"({"prompt": "p", "duration": "10"})", ""},
+      // Issue 18: a quoted number in JSON is refused like a bad CSV cell (it was accepted).
+      {R"({"prompt": "p", "duration": "10"})", "duration must be a JSON number, got the string \"10\""},
       {R"({"prompt": "p", "duration": 7})", "jobs_duration_5_or_10"},
       {R"({"prompt": "p", "duration": 5.5})", "must be an integer"},
       {R"({"prompt": "p", "duration": true})", "must be an integer"},
@@ -378,10 +379,13 @@ TEST_CASE("JSONL keeps the input's spelling of options: huge integers and expone
                               R"( "big" : 1E400, "list": [ 18446744073709551617 ,0.1], "s": "\"}]"})";
   REQUIRE(json_error(R"({"options": )" + options + R"(, "prompt": "p"})", &job) == "");
   CHECK(job.options == options);
-  // Escaped keys and repeated keys: the last one wins, as in the parsed object.
-  REQUIRE(json_error(R"({"prompt": "p", "opt\u0069ons": {"a": 1}, "options": {"a": 20000000000000000000001}})",
-                     &job) == "");
+  // Escaped keys are decoded and keep the value's spelling.
+  REQUIRE(json_error(R"({"prompt": "p", "opt\u0069ons": {"a": 20000000000000000000001}})", &job) == "");
   CHECK(job.options == R"({"a": 20000000000000000000001})");
+  // Issue 18: a repeated key (here spelled once escaped) is refused; it used to be
+  // accepted with the last one winning.
+  CHECK(json_error(R"({"prompt": "p", "opt\u0069ons": {"a": 1}, "options": {"a": 20000000000000000000001}})") ==
+        "key \"options\" appears twice");
   // Numbers of other columns keep their spelling in messages.
   CHECK(json_error(R"({"prompt": "p", "priority": 1e400})").find("\"1e400\"") != std::string::npos);
 }

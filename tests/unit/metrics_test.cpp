@@ -119,7 +119,9 @@ TEST_CASE("metrics: every documented family is registered once, every name prefi
       "klingq_insert_to_submit_seconds", "klingq_submit_to_complete_seconds",
       "klingq_webhooks_total", "klingq_polls_total", "klingq_instances", "klingq_halted",
       "klingq_paused", "klingq_stuck_jobs", "klingq_downloads_total", "klingq_download_bytes_total",
-      "klingq_build_info"};
+      "klingq_build_info", "klingq_credit_refunded_total", "klingq_metrics_publisher",
+      "klingq_process_cpu_seconds_total", "klingq_process_resident_memory_bytes", "klingq_process_open_fds",
+      "klingq_process_max_fds", "klingq_process_start_time_seconds"};
   CHECK(families.size() == expected.size());
   for (const auto& name : expected) CHECK_MESSAGE(families.count(name) == 1, name);
 
