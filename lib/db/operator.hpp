@@ -45,6 +45,7 @@ struct Listed {
   std::optional<std::string> error_class;    // last_error.last.class
   std::optional<std::string> error_message;  // last_error.last.message
   std::string created_at;                    // time stamp text
+  std::optional<std::string> url;            // the video, once completed
 };
 // At most `limit` jobs in id order, of `state` and `batch` when given.
 std::vector<Listed> list(pqxx::transaction_base& tx, const std::optional<std::string>& state,
