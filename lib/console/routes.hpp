@@ -1,0 +1,47 @@
+// The operator console on http.listen: the page at / (page.hpp), the session routes and
+// the JSON API under /api (api.hpp), behind the access rules (auth.hpp). Everything else
+// goes to `fallback` (the ops endpoint: /metrics, /healthz, /readyz). The only
+// translation unit of lib/console that includes Beast is routes.cpp.
+//
+//   GET  /, /console.js, /console.css   the page (no token needed to load it)
+//   POST /login   {"token"} or a form field token=: sets the session cookie
+//   POST /logout  clears it
+//   GET  /api/session   {"role", "who", "csrf", "reads_need_token"}: what the page may do
+//   GET  /api/overview, /api/jobs?state=&batch=&q=&after=&limit=, /api/jobs/{id}
+//   POST /api/pause {"reason"}, /api/resume, /api/jobs/{id}/retry, /api/jobs/{id}/cancel,
+//        /api/batches/{batch}/retry-failed, /api/batches/{batch}/cancel,
+//        /api/batches/{batch}/budget {"budget": N | null}
+//        (every action body may carry "reason"; unknown keys are refused)
+//
+// Access: an action needs an operator: no token 401, a viewer 403, a cookie session
+// without the X-CSRF-Token header of /api/session 403. Reads need a viewer or operator
+// token only when console.viewer_token_file is set (401 without). A wrong token is 401.
+// Bad input is a 4xx with {"error": "..."} and changes nothing.
+#pragma once
+
+#include "console/api.hpp"
+#include "console/auth.hpp"
+#include "http/server.hpp"
+
+#include <chrono>
+#include <memory>
+
+namespace klingq::db {
+class Pool;
+}
+
+namespace klingq::console {
+
+struct Options {
+  Settings settings;
+  std::size_t body_limit = 16 * 1024;              // action and login bodies
+  std::chrono::milliseconds overview_cache{1000};  // one overview per instance per second
+};
+
+// `pool` outlives the handler; `fallback` answers every path the console does not own.
+http::Handler make_handler(db::Pool& pool, Access access, Options options, http::Handler fallback);
+
+// Server options for http.listen with the console on it (its body limit).
+http::ServerOptions server_options(const Options& options);
+
+}  // namespace klingq::console
