@@ -63,18 +63,36 @@ ApiReply error_reply(int status, const std::string& message) {
   return {status, json::serialize(json::object{{"error", message}})};
 }
 
-ApiReply overview(pqxx::connection& connection, const Settings& s) {
+SlowFigures slow_figures(pqxx::connection& connection, const Settings& s) {
+  const auto started = std::chrono::steady_clock::now();
   pqxx::read_transaction tx(connection);
-  auto view = operate::queue_view(tx, s, true);  // account, batch counts, budgets
-  const auto& account = view.account;
+  SlowFigures f;
+  f.counts = db::console::batch_counts(tx, s.prices);
+  f.budgets = db::batches::budgets_remaining(tx, s.prices);
+  f.events = db::console::events_last_hour(tx);
+  f.credits_spent_hour = db::console::credits_spent_last_hour(tx);
+  tx.commit();
+  f.read_at = to_epoch_ms(Clock::now());
+  f.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return f;
+}
+
+ApiReply overview(pqxx::connection& connection, const Settings& s, const SlowFigures& slow) {
+  pqxx::read_transaction tx(connection);
+  auto account = db::console::account(tx);
   auto by_state = db::job_counts::by_state(tx);
-  auto events = db::console::events_last_hour(tx);
-  auto spent_hour = db::console::credits_spent_last_hour(tx);
   auto instances = db::console::live_instances(tx);
-  constexpr int queries = 7;
+  tx.commit();
+  auto view = operate::build_view(account, slow.counts, slow.budgets, s, true);
+  const auto& events = slow.events;
+  const auto spent_hour = slow.credits_spent_hour;
 
   const std::int64_t now_ms = account ? account->now : to_epoch_ms(Clock::now());
-  json::object out{{"now", now_ms}, {"queries", queries}};
+  json::object out{{"now", now_ms},
+                   {"queries", 3},
+                   {"slow_figures", json::object{{"read_at", slow.read_at},
+                                                 {"seconds", slow.seconds},
+                                                 {"queries", 4}}}};
 
   json::object totals = zero_states();
   for (const auto& [state, n] : by_state) totals[state] = n;
@@ -216,7 +234,6 @@ ApiReply overview(pqxx::connection& connection, const Settings& s) {
     batch_list.push_back(std::move(entry));
   }
   out["batches"] = batch_list;
-  tx.commit();
   return {200, json::serialize(out)};
 }
 

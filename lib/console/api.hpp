@@ -4,7 +4,8 @@
 //
 //   overview()  limits with headroom and resets, what holds dispatch, credits and
 //               runway, live instances, the last hour's events, throughput per minute,
-//               batches with counts, spend, budget and ETA. 7 statements.
+//               batches with counts, spend, budget and ETA. 3 statements, and 4
+//               more for slow_figures() when those are due.
 //   jobs()      one page of the job list, newest first, keyset by id.
 //   job()       one job with its timeline (job_events and operator_events merged).
 //   act()       an operator action through lib/operate; refused or unknown: nothing
@@ -32,7 +33,20 @@ struct ApiReply {
 };
 ApiReply error_reply(int status, const std::string& message);
 
-ApiReply overview(pqxx::connection& connection, const Settings& settings);
+// The overview's figures that cost a scan at a million jobs: jobs per (batch, state),
+// the budgets, and the last hour of job_events. routes.cpp keeps them for longer than
+// the rest (a multiple of what they cost, see routes.hpp).
+struct SlowFigures {
+  std::vector<db::console::BatchStateCount> counts;
+  std::vector<std::pair<std::string, std::int64_t>> budgets;
+  std::vector<db::console::EventBucket> events;
+  std::int64_t credits_spent_hour = 0;
+  std::int64_t read_at = 0;   // epoch ms
+  double seconds = 0;         // how long reading them took
+};
+SlowFigures slow_figures(pqxx::connection& connection, const Settings& settings);  // 4 statements
+// The rest is read each time (3 statements: account row, job counts, instances).
+ApiReply overview(pqxx::connection& connection, const Settings& settings, const SlowFigures& slow);
 ApiReply jobs(pqxx::connection& connection, const db::console::JobFilter& filter);
 ApiReply job(pqxx::connection& connection, std::int64_t id);
 

@@ -9,6 +9,7 @@
 #include <boost/beast/http/verb.hpp>
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -23,12 +24,20 @@ namespace json = boost::json;
 
 struct State {
   db::Pool& pool;
-  Access access;
+  std::shared_ptr<const Access> access_now;  // replaced whole on SIGHUP; read under mutex
   Options options;
   http::Handler fallback;
   std::mutex mutex;
   std::string cached_overview;
   std::chrono::steady_clock::time_point cached_at{};
+  std::shared_ptr<const SlowFigures> slow;
+  std::chrono::steady_clock::time_point slow_at{};
+  bool slow_refreshing = false;
+
+  std::shared_ptr<const Access> access() {
+    std::lock_guard lock(mutex);
+    return access_now;
+  }
 };
 
 constexpr std::array<const char*, 6> job_states = {"queued", "dispatching", "submitted", "completed", "failed", "cancelled"};
@@ -152,17 +161,17 @@ std::vector<std::string_view> segments(std::string_view path) {
   return out;
 }
 
-Identity identify(const State& s, const http::Request& request, bool& bad_token) {
+Identity identify(const Access& access, const http::Request& request, bool& bad_token) {
   bad_token = false;
   auto authorization = request[bhttp::field::authorization];
   if (!authorization.empty()) {
-    auto who = s.access.from_authorization(std::string_view(authorization.data(), authorization.size()));
+    auto who = access.from_authorization(std::string_view(authorization.data(), authorization.size()));
     bad_token = who.role == Role::none;
     return who;
   }
   auto cookies = request[bhttp::field::cookie];
   if (auto value = cookie_value(std::string_view(cookies.data(), cookies.size()), Access::cookie_name)) {
-    return s.access.from_cookie(*value, Clock::now());
+    return access.from_cookie(*value, Clock::now());
   }
   return {};
 }
@@ -209,7 +218,7 @@ boost::asio::awaitable<http::Response> run_api(std::shared_ptr<State> s, const h
   }
 }
 
-boost::asio::awaitable<http::Response> login(std::shared_ptr<State> s, const http::Request& request) {
+boost::asio::awaitable<http::Response> login(std::shared_ptr<const Access> access, const http::Request& request) {
   std::string token;
   const bool form = request[bhttp::field::content_type].substr(0, 33) == "application/x-www-form-urlencoded";
   if (form) {
@@ -223,19 +232,19 @@ boost::asio::awaitable<http::Response> login(std::shared_ptr<State> s, const htt
     if (body->contains("token") && body->at("token").is_string()) token = std::string(body->at("token").as_string());
   }
   if (token.empty()) co_return error(request, 400, "a token is needed to log in");
-  auto who = s->access.from_token(token);
+  auto who = access->from_token(token);
   if (who.role == Role::none) {
     log::warning("console_login_refused", {});
     co_return error(request, 401, "unknown token");
   }
-  auto cookie = s->access.session_cookie(who, Clock::now());
-  auto session = s->access.from_cookie(cookie, Clock::now());
+  auto cookie = access->session_cookie(who, Clock::now());
+  auto session = access->from_cookie(cookie, Clock::now());
   log::notice("console_login", {{"who", who.who()}});
   http::Response response = form ? respond(request, 303, "", "text/plain; charset=utf-8")
                                  : respond(request, 200,
                                            json::serialize(json::object{{"role", to_string(who.role)},
                                                                         {"who", who.who()},
-                                                                        {"csrf", s->access.csrf_token(session)}}),
+                                                                        {"csrf", access->csrf_token(session)}}),
                                            "application/json");
   if (form) response.set(bhttp::field::location, "/");
   response.set(bhttp::field::set_cookie,
@@ -280,7 +289,7 @@ boost::asio::awaitable<http::Response> serve(http::Request request, std::shared_
   }
   if (path == "/login") {
     if (!post) co_return not_allowed("POST");
-    co_return co_await login(s, request);
+    co_return co_await login(s->access(), request);
   }
   if (path == "/logout") {
     if (!post) co_return not_allowed("POST");
@@ -291,7 +300,8 @@ boost::asio::awaitable<http::Response> serve(http::Request request, std::shared_
   }
 
   bool bad_token = false;
-  const Identity who = identify(*s, request, bad_token);
+  const auto access = s->access();  // one set of tokens for the whole request
+  const Identity who = identify(*access, request, bad_token);
   auto parts = segments(path);  // "api", ...
 
   if (parts.size() == 2 && parts[1] == "session") {
@@ -299,9 +309,9 @@ boost::asio::awaitable<http::Response> serve(http::Request request, std::shared_
     if (bad_token) co_return error(request, 401, "unknown token");
     json::object body{{"role", to_string(who.role)},
                       {"who", who.who()},
-                      {"csrf", who.via_cookie ? json::value(s->access.csrf_token(who)) : json::value(nullptr)},
-                      {"reads_need_token", s->access.reads_need_token()},
-                      {"actions_configured", s->access.actions_configured()}};
+                      {"csrf", who.via_cookie ? json::value(access->csrf_token(who)) : json::value(nullptr)},
+                      {"reads_need_token", access->reads_need_token()},
+                      {"actions_configured", access->actions_configured()}};
     co_return respond(request, 200, json::serialize(body), "application/json");
   }
 
@@ -324,7 +334,7 @@ boost::asio::awaitable<http::Response> serve(http::Request request, std::shared_
   if (bad_token) co_return error(request, 401, "unknown token");
 
   if (is_read) {
-    if (s->access.reads_need_token() && who.role == Role::none) {
+    if (access->reads_need_token() && who.role == Role::none) {
       co_return error(request, 401, "a viewer or operator token is needed (Authorization: Bearer, or log in)");
     }
     if (route == Route::overview) {
@@ -335,7 +345,41 @@ boost::asio::awaitable<http::Response> serve(http::Request request, std::shared_
         }
       }
       auto settings = s->options.settings;
-      auto response = co_await run_api(s, request, [settings](pqxx::connection& c) { return overview(c, settings); });
+      // The batch counts and the last hour's events are read again only when due: after
+      // `slow_figures_cost_factor` times what reading them took, at least
+      // slow_figures_min, at most slow_figures_max. Meanwhile the rest is fresh.
+      std::shared_ptr<const SlowFigures> slow;
+      bool due = false;
+      {
+        std::lock_guard lock(s->mutex);
+        slow = s->slow;
+        if (!slow) {
+          due = true;
+        } else if (!s->slow_refreshing) {
+          auto ttl = std::chrono::duration_cast<std::chrono::milliseconds>(
+              std::chrono::duration<double>(slow->seconds * s->options.slow_figures_cost_factor));
+          ttl = std::clamp(ttl, s->options.slow_figures_min, s->options.slow_figures_max);
+          due = std::chrono::steady_clock::now() - s->slow_at >= ttl;
+        }
+        if (due) s->slow_refreshing = true;
+      }
+      if (due) {
+        try {
+          auto fresh = co_await s->pool.run([settings](pqxx::connection& c) { return slow_figures(c, settings); });
+          std::lock_guard lock(s->mutex);
+          s->slow = slow = std::make_shared<const SlowFigures>(std::move(fresh));
+          s->slow_at = std::chrono::steady_clock::now();
+          s->slow_refreshing = false;
+        } catch (const std::exception& e) {
+          {
+            std::lock_guard lock(s->mutex);
+            s->slow_refreshing = false;
+          }
+          log::error("console_database_error", {{"error", e.what()}});
+          if (!slow) co_return error(request, 503, "database unavailable; try again");
+        }
+      }
+      auto response = co_await run_api(s, request, [settings, slow](pqxx::connection& c) { return overview(c, settings, *slow); });
       if (response.result_int() == 200) {
         std::lock_guard lock(s->mutex);
         s->cached_overview = response.body();
@@ -386,7 +430,7 @@ boost::asio::awaitable<http::Response> serve(http::Request request, std::shared_
   if (who.role != Role::operator_) co_return error(request, 403, "a viewer token cannot act; an operator token is needed");
   if (who.via_cookie) {
     auto presented = request["X-CSRF-Token"];
-    if (!s->access.csrf_ok(who, std::string_view(presented.data(), presented.size()))) {
+    if (!access->csrf_ok(who, std::string_view(presented.data(), presented.size()))) {
       co_return error(request, 403, "missing or wrong X-CSRF-Token (GET /api/session gives it)");
     }
   }
@@ -450,6 +494,7 @@ boost::asio::awaitable<http::Response> serve(http::Request request, std::shared_
     {
       std::lock_guard lock(s->mutex);
       s->cached_overview.clear();  // the next overview shows the action
+      if (!s->slow_refreshing) s->slow.reset();
     }
     log::notice("console_action", {{"who", actor},
                                    {"action", to_string(action.kind)},
@@ -462,9 +507,21 @@ boost::asio::awaitable<http::Response> serve(http::Request request, std::shared_
 
 }  // namespace
 
+Console make_console(db::Pool& pool, Access access, Options options, http::Handler fallback) {
+  auto state = std::shared_ptr<State>(new State{pool, std::make_shared<const Access>(std::move(access)),
+                                                std::move(options), std::move(fallback), {}, {}, {}, {}, {}, false});
+  Console console;
+  console.handler = [state](http::Request request) { return serve(std::move(request), state); };
+  console.replace_access = [state](Access fresh) {
+    auto replaced = std::make_shared<const Access>(std::move(fresh));
+    std::lock_guard lock(state->mutex);
+    state->access_now = std::move(replaced);
+  };
+  return console;
+}
+
 http::Handler make_handler(db::Pool& pool, Access access, Options options, http::Handler fallback) {
-  auto state = std::shared_ptr<State>(new State{pool, std::move(access), std::move(options), std::move(fallback), {}, {}, {}});
-  return [state](http::Request request) { return serve(std::move(request), state); };
+  return make_console(pool, std::move(access), std::move(options), std::move(fallback)).handler;
 }
 
 http::ServerOptions server_options(const Options& options) {

@@ -24,6 +24,7 @@
 #include "http/server.hpp"
 
 #include <chrono>
+#include <functional>
 #include <memory>
 
 namespace klingq::db {
@@ -36,9 +37,21 @@ struct Options {
   Settings settings;
   std::size_t body_limit = 16 * 1024;              // action and login bodies
   std::chrono::milliseconds overview_cache{1000};  // one overview per instance per second
+  // The batch counts and the last hour's events (api.hpp's SlowFigures) cost a scan of
+  // the jobs table: read again after this many times what they took, within [min, max].
+  // 10: at most about a tenth of one database core per instance for them.
+  double slow_figures_cost_factor = 10;
+  std::chrono::milliseconds slow_figures_min{2000};
+  std::chrono::milliseconds slow_figures_max{60000};
 };
 
 // `pool` outlives the handler; `fallback` answers every path the console does not own.
+struct Console {
+  http::Handler handler;
+  // New tokens (SIGHUP): later requests use them; a removed token's sessions end.
+  std::function<void(Access)> replace_access;
+};
+Console make_console(db::Pool& pool, Access access, Options options, http::Handler fallback);
 http::Handler make_handler(db::Pool& pool, Access access, Options options, http::Handler fallback);
 
 // Server options for http.listen with the console on it (its body limit).

@@ -67,11 +67,12 @@ struct Daemon::State {
   // The console's own connections, so that people looking at it never take a
   // connection the dispatcher is waiting for.
   std::optional<db::Pool> console_pool;
+  std::function<void(console::Access)> replace_console_tokens;  // SIGHUP
 };
 
 Daemon::Daemon(asio::io_context& io, Engine& engine, http::Client& api, ops::Metrics& metrics,
                std::string config_path, const LoadedConfig& loaded)
-    : state_(new State{io, engine, api, metrics, std::move(config_path), loaded, {}, {}, {}}) {}
+    : state_(new State{io, engine, api, metrics, std::move(config_path), loaded, {}, {}, {}, {}}) {}
 
 Daemon::~Daemon() = default;
 
@@ -102,9 +103,10 @@ bool Daemon::listen() {
       options.settings.generation_seconds = cfg.poll.first_after_seconds;
       options.settings.default_day_start_ms = std::int64_t{cfg.limits.day_starts_at_minutes.value_or(0)} * 60000;
       s.console_pool.emplace(cfg.database.url, 2);
-      s.ops_server.emplace(s.io.get_executor(), console::server_options(options),
-                           console::make_handler(*s.console_pool, console::Access(s.loaded.console_tokens), options,
-                                                 std::move(ops_handler)));
+      auto console = console::make_console(*s.console_pool, console::Access(s.loaded.console_tokens), options,
+                                           std::move(ops_handler));
+      s.replace_console_tokens = console.replace_access;
+      s.ops_server.emplace(s.io.get_executor(), console::server_options(options), std::move(console.handler));
       auto bound = s.ops_server->listen(cfg.http.listen);
       s.ops_server->start();
       std::cout << "http listening on " << bound.address().to_string() << ":" << bound.port() << std::endl;
@@ -129,6 +131,8 @@ bool Daemon::run() {
             auto fresh = load_config(s.config_path);
             apply_logging(fresh.config);
             s.engine.reload(options_from(fresh.config, fresh.api_key));
+            // The console's tokens (http.listen itself is bound once, at start).
+            if (s.replace_console_tokens) s.replace_console_tokens(console::Access(fresh.console_tokens));
             log::notice("config_reloaded", {{"path", s.config_path}});
           } catch (const std::exception& e) {
             log::error("config_reload_refused", {{"error", e.what()}, {"kept", "previous config"}});

@@ -30,10 +30,17 @@ TimePoint day_end(const db::console::Account& a, const EtaSettings& s) {
 }  // namespace
 
 QueueView queue_view(pqxx::transaction_base& tx, const EtaSettings& s, bool active_only) {
-  QueueView view;
-  view.account = db::console::account(tx);
+  auto account = db::console::account(tx);
   auto counts = db::console::batch_counts(tx, s.prices);
   auto budgets = db::batches::budgets_remaining(tx, s.prices);
+  return build_view(std::move(account), counts, budgets, s, active_only);
+}
+
+QueueView build_view(std::optional<db::console::Account> account, const std::vector<db::console::BatchStateCount>& counts,
+                     const std::vector<std::pair<std::string, std::int64_t>>& budgets, const EtaSettings& s,
+                     bool active_only) {
+  QueueView view;
+  view.account = std::move(account);
   view.now = view.account ? from_epoch_ms(view.account->now) : Clock::now();
   if (view.account) view.day_ends = day_end(*view.account, s);
 

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace klingq::operate {
@@ -53,5 +54,10 @@ struct QueueView {
 
 // `active_only`: only batches with queued or in-flight jobs or a change in the last day.
 QueueView queue_view(pqxx::transaction_base& tx, const EtaSettings& settings, bool active_only);
+// The same from rows read before (the console reads the counts less often than the
+// account row: at a million jobs they cost a table scan).
+QueueView build_view(std::optional<db::console::Account> account, const std::vector<db::console::BatchStateCount>& counts,
+                     const std::vector<std::pair<std::string, std::int64_t>>& budgets, const EtaSettings& settings,
+                     bool active_only);
 
 }  // namespace klingq::operate

@@ -9,6 +9,7 @@
 #include <boost/json.hpp>
 #include <doctest/doctest.h>
 
+#include <csignal>
 #include <fstream>
 #include <regex>
 
@@ -379,7 +380,9 @@ TEST_CASE("console api: the overview shows what the database says") {
   CHECK(o.at("limits").at("daily").at("limit").as_int64() == stack.scalar("SELECT day_limit FROM klingq.account"));
   CHECK(o.at("instances").as_array().size() == 1);
   CHECK(o.at("throughput").as_array().size() == 60);
-  CHECK(o.at("queries").as_int64() == 7);
+  CHECK(o.at("queries").as_int64() == 3);
+  CHECK(o.at("slow_figures").at("queries").as_int64() == 4);
+  CHECK(o.at("slow_figures").at("seconds").as_double() >= 0);
   bool b1 = false;
   for (const auto& b : o.at("batches").as_array()) {
     if (b.at("batch") == "b1") {
@@ -400,4 +403,25 @@ TEST_CASE("console api: a token file that cannot be read stops klingqd at start,
   auto result = run({KLINGQD_BINARY, "--config", path, "--check-config"}, {{"KLINGQ_API_KEY", sim_api_key}});
   CHECK(result.exit_code == 2);
   CHECK((result.err + result.out).find("console.operator_token_file") != std::string::npos);
+}
+
+TEST_CASE("console api: SIGHUP reads the token files again and a removed token stops working") {
+  Stack stack({"--plan", "starter"});
+  auto c = start(stack);
+  CHECK(c.get("/api/overview", as_op).status == 200);
+  auto login = c.post("/login", R"({"token": ")" + op_token + R"("})");
+  std::smatch m;
+  REQUIRE(std::regex_search(login.headers, m, std::regex("Set-Cookie: klingq_session=([^;\r\n]+)")));
+  const std::string cookie = "Cookie: klingq_session=" + std::string(m[1]) + "\r\n";
+  const std::string rotated = "op-token-rotated-5e7a22";
+  write_file(stack, "operators", rotated + "\n");
+  stack.daemons[0]->signal(SIGHUP);
+  REQUIRE(Stack::wait_until([&] {
+    return stack.daemons[0]->stderr_text().find("config_reloaded") != std::string::npos;
+  }, 10s));
+  CHECK(c.get("/api/overview", as_op).status == 401);
+  CHECK(c.get("/api/overview", cookie).status == 401);  // its session ended with it
+  CHECK(c.get("/api/overview", bearer(rotated)).status == 200);
+  CHECK(c.post("/api/pause", "{}", bearer(rotated)).status == 200);
+  CHECK(c.get("/api/overview", as_viewer).status == 200);  // the viewer file is unchanged
 }
