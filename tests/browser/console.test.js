@@ -61,8 +61,6 @@ function step(name) { console.log('-- ' + name); }
     // Let the queue settle a moment into a state where counts move slowly, then compare
     // the page's counts with the database's through the same refresh.
     await until('both instances listed', async () => (await viewer.$$('[data-testid=instances] tr')).length === 3);
-    const dbBalance = await until('a balance', () => sql("SELECT balance FROM klingq.account"));
-    await until('the balance on the page', async () => (await text(viewer, '[data-testid=balance]')).replace(/,/g, '') === dbBalance);
     const limits = sql("SELECT rpm_limit || ' ' || parallel_limit || ' ' || day_limit FROM klingq.account").split(' ');
     const parallelCard = await text(viewer, '[data-testid=limit-parallel]');
     assert.ok(parallelCard.includes('/ ' + Number(limits[1]).toLocaleString('en-US')), 'parallel limit ' + limits[1] + ' in: ' + parallelCard);
@@ -114,6 +112,9 @@ function step(name) { console.log('-- ' + name); }
       const holds = await op.$$eval('[data-testid=instances] tr td:nth-child(4)', (tds) => tds.map((t) => t.textContent));
       return holds.length === 2 && holds.every((h) => h === 'paused');
     }, 30000);
+    // Nothing is charged while paused: the balance on the page is the database's.
+    await until('the balance on the page', async () =>
+      (await text(op, '[data-testid=balance]')).replace(/,/g, '') === sql('SELECT balance FROM klingq.account'));
     const before = sql("SELECT count(*) FROM klingq.job_events WHERE to_state = 'dispatching'");
     await new Promise((r) => setTimeout(r, 1500));  // a window in which nothing may be claimed
     assert.strictEqual(sql("SELECT count(*) FROM klingq.job_events WHERE to_state = 'dispatching'"), before, 'nothing claimed while paused');

@@ -40,7 +40,7 @@ printf '%s' "$API_KEY" >"$WORK/api-key"
 "$BIN/klingq-sim" --listen 127.0.0.1:0 --api-key "$API_KEY" --webhook-secret "$SECRET" --plan starter \
   --time-scale 60 --gen-seconds 60:120 >"$WORK/sim.out" 2>"$WORK/sim.err" &
 PIDS+=($!)
-for _ in $(seq 100); do grep -q "listening on" "$WORK/sim.out" && break; sleep 0.1; done
+for _ in $(seq 100); do grep -qs "listening on" "$WORK/sim.out" && break; sleep 0.1; done
 SIM=$(grep -o "listening on [0-9.:]*" "$WORK/sim.out" | awk '{print $3}')
 [ -n "$SIM" ] || { echo "klingq-sim did not start" >&2; cat "$WORK/sim.err" >&2; exit 1; }
 
@@ -80,7 +80,7 @@ console:
 YAML
   "$BIN/klingqd" --config "$WORK/$name.yaml" >"$WORK/$name.out" 2>"$WORK/$name.err" &
   PIDS+=($!)
-  for _ in $(seq 150); do grep -q "klingqd ready" "$WORK/$name.out" && break; sleep 0.1; done
+  for _ in $(seq 150); do grep -qs "klingqd ready" "$WORK/$name.out" && break; sleep 0.1; done
   grep -q "klingqd ready" "$WORK/$name.out" || { echo "$name did not start" >&2; cat "$WORK/$name.err" >&2; exit 1; }
 }
 start_daemon browser-a
