@@ -5,11 +5,13 @@
 // could not bind.
 #include "config/config.hpp"
 #include "db/pool.hpp"
+#include "dispatcher/connect_options.hpp"
 #include "dispatcher/daemon.hpp"
 #include "dispatcher/engine.hpp"
 #include "dispatcher/options.hpp"
 #include "http/client.hpp"
 #include "ops/metrics.hpp"
+#include "util/log.hpp"
 #include "util/version.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -53,8 +55,10 @@ int main(int argc, char** argv) {
   if (config_path.empty()) { usage(); return exit_usage; }
 
   dispatcher::LoadedConfig loaded;
+  http::ConnectOptions connect;  // the proxy and trust store, for the API and downloads
   try {
     loaded = dispatcher::load_config(config_path);
+    connect = dispatcher::connect_options_from(loaded.config);
   } catch (const config::ConfigError& e) {
     std::cerr << "klingqd: " << e.what() << "\n";
     return exit_usage;
@@ -65,6 +69,9 @@ int main(int argc, char** argv) {
   }
   const auto& cfg = loaded.config;
   dispatcher::apply_logging(cfg);
+  if (connect.https_proxy || connect.http_proxy || !connect.ca_file.empty() || !connect.ca_dir.empty()) {
+    log::notice("api_route", {{"route", dispatcher::describe_route(cfg, connect)}});
+  }
   if (!dispatcher::database_ready(cfg)) return exit_database;
 
   boost::asio::io_context io(1);
@@ -73,6 +80,7 @@ int main(int argc, char** argv) {
   http::ClientOptions client_options;
   client_options.max_connections = static_cast<std::size_t>(cfg.api.max_connections);
   client_options.timeout = std::chrono::milliseconds(cfg.api.request_timeout_ms);
+  client_options.connect = connect;
   http::Client api(io.get_executor(), cfg.api.base_url, client_options);
   dispatcher::Engine engine(io.get_executor(), pool, api, metrics, dispatcher::options_from(cfg, loaded.api_key));
 

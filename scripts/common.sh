@@ -6,7 +6,7 @@ KLINGQ_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 KLINGQ_PACKAGES=(build-essential cmake ninja-build pkg-config ccache
   libboost1.81-dev libboost-json1.81-dev libpqxx-dev libyaml-cpp-dev doctest-dev
   libssl-dev libpq-dev prometheus-cpp-dev postgresql wrk systemd clang-14 python3
-  libclang-rt-14-dev
+  libclang-rt-14-dev dpkg-dev openssl
   chromium nodejs)  # the console's browser test (tests/browser): headless Chromium, puppeteer-core
 
 install_dependencies() {

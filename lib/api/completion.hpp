@@ -13,6 +13,7 @@ struct Completion {
   std::string url;                 // the video, when completed
   std::string metadata_json = "{}";
   std::string error;               // the provider's message, when failed
+  bool by_poll = false;            // a status poll found it (else a webhook said it)
 };
 
 }  // namespace klingq::api

@@ -88,7 +88,9 @@ const json::object* payload(const json::value& body) {
 }
 
 OutcomeClass class_of_status(unsigned status) {
-  if (status == 401 || status == 403) return OutcomeClass::unauthorized;
+  // 407: a proxy between us and the API wants (other) credentials. Like a refused key,
+  // nothing can succeed until the config changes, and it is not the job's fault.
+  if (status == 401 || status == 403 || status == 407) return OutcomeClass::unauthorized;
   if (status == 402) return OutcomeClass::no_credit;
   if (status == 429) return OutcomeClass::rate_limited;
   if (status >= 500 || status == 408) return OutcomeClass::transient;
@@ -142,15 +144,24 @@ void replace_non_finite(json::value& value) {
 Outcome read_outcome(const http::ClientResult& result, const json::value& body, bool readable) {
   Outcome outcome;
   if (result.error) {
+    if (http::is_proxy_auth_required(result.error)) {
+      // The CONNECT tunnel was refused with a 407: no request reached the API.
+      outcome.outcome = OutcomeClass::unauthorized;
+      outcome.http_status = 407;
+      outcome.message = result.error_detail.empty() ? result.error.message() : result.error_detail;
+      return outcome;
+    }
     outcome.outcome = OutcomeClass::transient;
     outcome.message = "transport: " + result.error.message();
+    if (!result.error_detail.empty()) outcome.message += " (" + result.error_detail + ")";
     return outcome;
   }
   const auto& response = result.response;
   outcome.http_status = response.status;
   if (!readable) {
     outcome.outcome = class_of_status(response.status);
-    outcome.message = "unreadable response body (HTTP " + std::to_string(response.status) + ")";
+    outcome.message = response.status == 407 ? "HTTP 407 from the proxy (Proxy Authentication Required)"
+                                             : "unreadable response body (HTTP " + std::to_string(response.status) + ")";
     return outcome;
   }
   if (body.is_object()) {
@@ -183,7 +194,8 @@ Outcome read_outcome(const http::ClientResult& result, const json::value& body, 
   }
   if (response.status < 200 || response.status >= 300) {
     outcome.outcome = class_of_status(response.status);
-    outcome.message = "HTTP " + std::to_string(response.status);
+    outcome.message = response.status == 407 ? "HTTP 407 from the proxy (Proxy Authentication Required)"
+                                             : "HTTP " + std::to_string(response.status);
     return outcome;
   }
   if (!payload(body)) {

@@ -105,6 +105,18 @@ const std::vector<CommandSpec>& commands() {
        "Counts jobs queued or being dispatched, priced by the cost table (--config, else\n"
        "standard 5s=100, 10s=200, professional 5s=300, 10s=500), and says when they will\n"
        "be done under the account's limits (the ETA of `klingq status`).\n"},
+      {"batch", "set|pause|resume BATCH | list", "per-batch weight, caps, budget and pause (fair shares)",
+       {{"--weight", "N", "set: the batch's share among runnable batches of its priority (1-10000, default 1)"},
+        {"--max-parallel", "N|none", "set: at most N of its jobs in flight at once"},
+        {"--daily-cap", "N|none", "set: at most N of its submits per provider day"},
+        {"--budget", "N|none", "set: at most N credits committed by its jobs"},
+        {"--reason", "TEXT", "pause: shown by `klingq batch list`"},
+        {"--unlabelled", "", "set/pause/resume the jobs without a batch instead of BATCH"},
+        {"--batch", "LABEL", "list: only this batch"}},
+       "Within one priority, every batch with runnable jobs gets its weight's share of\n"
+       "submits (requests, parallel slots, the day). A batch that cannot use its share\n"
+       "(paused, capped, out of budget) leaves it to the others. Settings not given are\n"
+       "kept; `none` clears a cap. Changes take effect at the next claim of every klingqd.\n"},
   };
   return table;
 }

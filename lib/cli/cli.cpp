@@ -23,7 +23,7 @@ constexpr Entry entries[] = {
     {"migrate", run_migrate}, {"submit", run_submit}, {"status", run_status},
     {"jobs", run_jobs},       {"cancel", run_cancel}, {"retry", run_retry},
     {"pause", run_pause},     {"resume", run_resume}, {"limits", run_limits},
-    {"estimate", run_estimate}, {"show", run_show}, {"wait", run_wait},
+    {"estimate", run_estimate}, {"show", run_show}, {"wait", run_wait}, {"batch", run_batch},
 };
 
 }  // namespace

@@ -49,6 +49,7 @@ int run_limits(Context&);
 int run_estimate(Context&);
 int run_show(Context&);
 int run_wait(Context&);
+int run_batch(Context&);
 
 // --- output helpers (output.cpp) ---
 void print_json(std::ostream& out, const boost::json::value& value);

@@ -99,6 +99,11 @@ const std::vector<Key>& keys() {
       {"api.request_timeout_ms", field(&Config::api, &ApiConfig::request_timeout_ms)},
       {"api.max_connections", field(&Config::api, &ApiConfig::max_connections)},
       {"api.poll_counts_against_rpm", field(&Config::api, &ApiConfig::poll_counts_against_rpm)},
+      {"api.proxy", field(&Config::api, &ApiConfig::proxy)},
+      {"api.proxy_credentials_file", field(&Config::api, &ApiConfig::proxy_credentials_file)},
+      {"api.no_proxy", field(&Config::api, &ApiConfig::no_proxy)},
+      {"api.ca_file", field(&Config::api, &ApiConfig::ca_file)},
+      {"api.ca_dir", field(&Config::api, &ApiConfig::ca_dir)},
       {"limits.plan",
        [](const YAML::Node& node, Config& config, const std::string& key) {
          config.limits.plan = parse_plan(scalar<std::string>(node, key, "a string"), key);
@@ -134,6 +139,7 @@ const std::vector<Key>& keys() {
       {"poll.first_after_seconds", field(&Config::poll, &PollConfig::first_after_seconds)},
       {"poll.max_interval_seconds", field(&Config::poll, &PollConfig::max_interval_seconds)},
       {"poll.webhook_grace_seconds", field(&Config::poll, &PollConfig::webhook_grace_seconds)},
+      {"poll.min_interval_ms", field(&Config::poll, &PollConfig::min_interval_ms)},
       {"poll.horizon_seconds", field(&Config::poll, &PollConfig::horizon_seconds)},
       {"webhook.listen", field(&Config::webhook, &WebhookConfig::listen)},
       {"webhook.public_url", field(&Config::webhook, &WebhookConfig::public_url)},
@@ -263,6 +269,23 @@ void Config::validate() const {
   require(api.request_timeout_ms >= 100, "api.request_timeout_ms", "must be at least 100");
   require(api.max_connections >= 1 && api.max_connections <= 1024, "api.max_connections",
           "must be between 1 and 1024");
+  // The syntax only; lib/http parses the URL when klingqd starts (so do the variables).
+  static const std::regex proxy_url(R"(^(http://)?([^@/\s]+@)?[^@/\s]+/?$)", std::regex::icase);
+  require(api.proxy.empty() || std::regex_match(api.proxy, proxy_url), "api.proxy",
+          api.proxy.rfind("https://", 0) == 0
+              ? "https:// proxies are not supported (klingq speaks plain HTTP to the proxy, TLS through its tunnel); use http://"
+              : "must be http://[user:password@]host[:port]");
+  require(api.proxy_credentials_file.empty() || api.proxy.find('@') == std::string::npos,
+          "api.proxy_credentials_file", "is set but api.proxy carries credentials too: give them once");
+  require(api.no_proxy.empty() || !api.proxy.empty(), "api.no_proxy",
+          "is set but api.proxy is not (without api.proxy, $no_proxy/$NO_PROXY apply)");
+  {
+    std::error_code error;
+    require(api.ca_file.empty() || std::filesystem::is_regular_file(api.ca_file, error), "api.ca_file",
+            "'" + api.ca_file + "' is not a file (a PEM file of CA certificates)");
+    require(api.ca_dir.empty() || std::filesystem::is_directory(api.ca_dir, error), "api.ca_dir",
+            "'" + api.ca_dir + "' is not a directory (of hashed CA certificates, see c_rehash)");
+  }
   require(!limits.rpm || *limits.rpm >= 0, "limits.rpm", "must not be negative (0 = unlimited)");
   require(!limits.parallel || *limits.parallel >= 0, "limits.parallel",
           "must not be negative (0 = unlimited)");
@@ -296,6 +319,7 @@ void Config::validate() const {
   require(poll.first_after_seconds >= 0, "poll.first_after_seconds", "must not be negative");
   require(poll.max_interval_seconds >= 1, "poll.max_interval_seconds", "must be at least 1");
   require(poll.webhook_grace_seconds >= 0, "poll.webhook_grace_seconds", "must not be negative");
+  require(poll.min_interval_ms >= 100, "poll.min_interval_ms", "must be at least 100");
   require(poll.horizon_seconds >= 1, "poll.horizon_seconds", "must be at least 1");
   require(webhook.listen.empty() || valid_listen(webhook.listen), "webhook.listen",
           "must be host:port, e.g. 0.0.0.0:8081");
@@ -395,6 +419,41 @@ Secret load_api_key(const Config& config) {
   throw ConfigError(
       "no API key: set api.key_file, the KLINGQ_API_KEY environment variable, or a systemd "
       "credential named api-key");
+}
+
+ProxyChoice proxy_choice(const Config& config) {
+  ProxyChoice choice;
+  if (!config.api.proxy.empty()) {
+    choice.https = choice.http = config.api.proxy;
+    choice.https_source = choice.http_source = "api.proxy";
+    choice.no_proxy = config.api.no_proxy;
+    return choice;
+  }
+  auto first_set = [](std::initializer_list<const char*> names, std::string& value, std::string& source) {
+    for (const char* name : names) {
+      if (const char* text = std::getenv(name); text && *text) {
+        value = text;
+        source = name;
+        return;
+      }
+    }
+  };
+  first_set({"https_proxy", "HTTPS_PROXY"}, choice.https, choice.https_source);
+  first_set({"http_proxy", "HTTP_PROXY"}, choice.http, choice.http_source);
+  std::string ignored;
+  first_set({"no_proxy", "NO_PROXY"}, choice.no_proxy, ignored);
+  return choice;
+}
+
+Secret load_proxy_credentials(const Config& config) {
+  const auto& path = config.api.proxy_credentials_file;
+  if (path.empty()) return {};
+  auto text = read_trimmed(path);
+  if (text.empty()) fail("api.proxy_credentials_file", "file is missing, unreadable or empty");
+  if (text.find('\n') != std::string::npos || text.find(':') == std::string::npos || text.front() == ':') {
+    fail("api.proxy_credentials_file", "must hold one line user:password");
+  }
+  return Secret(text);
 }
 
 std::string redact_url(const std::string& url) {

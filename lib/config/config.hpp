@@ -52,6 +52,13 @@ struct ApiConfig {
   int request_timeout_ms = 30000;       // deadline for one HTTP exchange
   int max_connections = 32;             // keep-alive connections to the API
   bool poll_counts_against_rpm = true;  // status queries spend the request budget
+  // An HTTP proxy for the API and the downloads: "http://[user:password@]host[:port]".
+  // Empty: $https_proxy/$HTTPS_PROXY for https, $http_proxy/$HTTP_PROXY for http.
+  std::string proxy;
+  std::string proxy_credentials_file;  // "user:password" for the proxy, one line
+  std::string no_proxy;  // with api.proxy: hosts reached directly (else $no_proxy/$NO_PROXY)
+  std::string ca_file;   // PEM CA certificates trusted besides the system's
+  std::string ca_dir;    // a directory of hashed CA certificates (c_rehash), likewise
 };
 
 struct LimitsConfig {
@@ -95,10 +102,11 @@ struct DispatchConfig {
 };
 
 struct PollConfig {
-  double share = 0.2;            // most of the request budget polls may use
-  int first_after_seconds = 60;  // expected generation time before the first poll
+  double share = 0.2;            // most of the request budget polls may use while submits want it
+  int first_after_seconds = 5;   // the first poll until generation times are learned
   int max_interval_seconds = 600;
-  int webhook_grace_seconds = 120;  // with webhooks on, poll only jobs this late
+  int webhook_grace_seconds = 30;  // with webhooks on, poll only jobs this late past the 99 % time
+  int min_interval_ms = 2000;    // never two polls of one job closer than this (the seed's 2 s)
   int horizon_seconds = 7200;    // unresolved this long: flagged as stuck
 };
 
@@ -178,6 +186,22 @@ struct ConsoleTokens {
   bool viewers_configured = false;  // console.viewer_token_file is set
 };
 ConsoleTokens load_console_tokens(const Config& config);
+
+// Where outgoing connections go: api.proxy (and api.no_proxy) for every scheme when it
+// is set, else the conventional environment, lower-case names first as curl reads them.
+// An empty URL means direct. `*_source` names where each came from, for messages.
+struct ProxyChoice {
+  std::string https;
+  std::string https_source;  // "api.proxy", "https_proxy" or "HTTPS_PROXY"
+  std::string http;
+  std::string http_source;   // "api.proxy", "http_proxy" or "HTTP_PROXY"
+  std::string no_proxy;
+};
+ProxyChoice proxy_choice(const Config& config);
+
+// api.proxy_credentials_file's "user:password" (empty Secret when the key is unset).
+// Throws ConfigError naming the key when the file is missing, empty or has no colon.
+Secret load_proxy_credentials(const Config& config);
 
 // A database URL with any password replaced, for logs.
 std::string redact_url(const std::string& url);

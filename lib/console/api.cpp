@@ -71,6 +71,7 @@ SlowFigures slow_figures(pqxx::connection& connection, const Settings& s) {
   f.budgets = db::batches::budgets_remaining(tx, s.prices);
   f.events = db::console::events_last_hour(tx);
   f.credits_spent_hour = db::console::credits_spent_last_hour(tx);
+  f.generation_seconds = operate::learned_generation_seconds(tx);
   tx.commit();
   f.read_at = to_epoch_ms(Clock::now());
   f.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -82,17 +83,18 @@ ApiReply overview(pqxx::connection& connection, const Settings& s, const SlowFig
   auto account = db::console::account(tx);
   auto by_state = db::job_counts::by_state(tx);
   auto instances = db::console::live_instances(tx);
+  auto paused_batches = db::console::paused_batches(tx);
   tx.commit();
-  auto view = operate::build_view(account, slow.counts, slow.budgets, s, true);
+  auto view = operate::build_view(account, slow.counts, slow.budgets, paused_batches, slow.generation_seconds, s, true);
   const auto& events = slow.events;
   const auto spent_hour = slow.credits_spent_hour;
 
   const std::int64_t now_ms = account ? account->now : to_epoch_ms(Clock::now());
   json::object out{{"now", now_ms},
-                   {"queries", 3},
+                   {"queries", 4},
                    {"slow_figures", json::object{{"read_at", slow.read_at},
                                                  {"seconds", slow.seconds},
-                                                 {"queries", 4}}}};
+                                                 {"queries", 5}}}};
 
   json::object totals = zero_states();
   for (const auto& [state, n] : by_state) totals[state] = n;
@@ -222,7 +224,9 @@ ApiReply overview(pqxx::connection& connection, const Settings& s, const SlowFig
                        {"total", b.total},
                        {"progress", b.total ? static_cast<double>(b.finished()) / static_cast<double>(b.total) : 1.0},
                        {"credits_spent", b.credits_spent},
-                       {"budget_left", opt(b.budget_left)}};
+                       {"budget_left", opt(b.budget_left)},
+                       {"paused", b.paused},
+                       {"paused_reason", opt(b.paused_reason)}};
     if (b.eta) {
       entry["eta"] = json::object{{"held_by", eta::to_string(b.eta->held_by)},
                                   {"done_at", b.eta->done_at ? json::value(to_epoch_ms(*b.eta->done_at)) : json::value(nullptr)},
@@ -234,6 +238,8 @@ ApiReply overview(pqxx::connection& connection, const Settings& s, const SlowFig
     batch_list.push_back(std::move(entry));
   }
   out["batches"] = batch_list;
+  out["generation"] = json::object{{"p50_seconds", view.generation_seconds},
+                                   {"source", view.generation_learned ? "learned" : "configured"}};
   return {200, json::serialize(out)};
 }
 
@@ -318,6 +324,8 @@ const char* to_string(Action::Kind kind) {
     case Action::batch_retry_failed: return "retry_failed";
     case Action::batch_cancel: return "batch_cancel";
     case Action::batch_budget: return "budget";
+    case Action::batch_pause: return "batch_pause";
+    case Action::batch_resume: return "batch_resume";
   }
   return "unknown";
 }
@@ -377,6 +385,15 @@ ApiReply act(pqxx::connection& connection, const Action& a, const std::string& w
       out[a.kind == Action::batch_cancel ? "cancelled" : "retried"] = ids_array(o.done);
       out["count"] = o.done.size();
       out["refused"] = refusals(o);
+      return {200, json::serialize(out)};
+    }
+    case Action::batch_pause:
+    case Action::batch_resume: {
+      if (!batch_exists(*a.batch)) return error_reply(404, "no jobs in batch \"" + *a.batch + "\"");
+      operate::pause_batch(tx, a.batch, a.kind == Action::batch_pause, actor);
+      tx.commit();
+      out["batch"] = *a.batch;
+      out["paused"] = a.kind == Action::batch_pause;
       return {200, json::serialize(out)};
     }
     case Action::batch_budget: {

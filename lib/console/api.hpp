@@ -4,7 +4,7 @@
 //
 //   overview()  limits with headroom and resets, what holds dispatch, credits and
 //               runway, live instances, the last hour's events, throughput per minute,
-//               batches with counts, spend, budget and ETA. 3 statements, and 4
+//               batches with counts, spend, budget and ETA. 4 statements, and 5
 //               more for slow_figures() when those are due.
 //   jobs()      one page of the job list, newest first, keyset by id.
 //   job()       one job with its timeline (job_events and operator_events merged).
@@ -41,17 +41,18 @@ struct SlowFigures {
   std::vector<std::pair<std::string, std::int64_t>> budgets;
   std::vector<db::console::EventBucket> events;
   std::int64_t credits_spent_hour = 0;
+  std::optional<double> generation_seconds;  // learned p50 (klingq.generation_times)
   std::int64_t read_at = 0;   // epoch ms
   double seconds = 0;         // how long reading them took
 };
-SlowFigures slow_figures(pqxx::connection& connection, const Settings& settings);  // 4 statements
-// The rest is read each time (3 statements: account row, job counts, instances).
+SlowFigures slow_figures(pqxx::connection& connection, const Settings& settings);  // 5 statements
+// The rest is read each time (4 statements: account row, job counts, instances, paused batches).
 ApiReply overview(pqxx::connection& connection, const Settings& settings, const SlowFigures& slow);
 ApiReply jobs(pqxx::connection& connection, const db::console::JobFilter& filter);
 ApiReply job(pqxx::connection& connection, std::int64_t id);
 
 struct Action {
-  enum Kind { pause, resume, job_retry, job_cancel, batch_retry_failed, batch_cancel, batch_budget };
+  enum Kind { pause, resume, job_retry, job_cancel, batch_retry_failed, batch_cancel, batch_budget, batch_pause, batch_resume };
   Kind kind = pause;
   std::optional<std::int64_t> job_id;
   std::optional<std::string> batch;

@@ -239,11 +239,15 @@ const char* const js = R"KQ(
       el('table', { 'data-testid': 'batches' }, [el('tr', {}, ['batch', 'queued', 'in flight', 'completed', 'failed', 'cancelled', 'progress', 'credits', 'ETA', ''].map(function (h) { return el('th', { text: h }); }))]
         .concat(o.batches.map(function (b) {
           var st = b.states, label = b.batch;
+          var base = '/api/batches/' + encodeURIComponent(label);
           var actions = label == null ? el('td') : el('td', {}, [
+            b.paused ? actionButton('Resume', 'resume-batch', function () { act(base + '/resume', {}); })
+                     : actionButton('Pause', 'pause-batch', function () { act(base + '/pause', {}); }), ' ',
             actionButton('Retry failed', 'retry-failed', function () { act('/api/batches/' + encodeURIComponent(label) + '/retry-failed', {}); }), ' ',
             actionButton('Cancel', 'cancel-batch', function () { if (confirm('Cancel the queued jobs of ' + label + '?')) act('/api/batches/' + encodeURIComponent(label) + '/cancel', {}); }, true)]);
           return el('tr', { 'data-batch': b.label }, [
-            el('td', {}, [el('a', { href: '#/jobs?batch=' + encodeURIComponent(label || ''), text: b.label })]),
+            el('td', {}, [el('a', { href: '#/jobs?batch=' + encodeURIComponent(label || ''), text: b.label }),
+              b.paused ? el('span', { class: 'state cancelled', 'data-testid': 'batch-paused', text: ' paused' + (b.paused_reason ? ': ' + b.paused_reason : '') }) : null]),
             el('td', { class: 'num', text: fmt(st.queued) }), el('td', { class: 'num', text: fmt(st.dispatching + st.submitted) }),
             el('td', { class: 'num', text: fmt(st.completed) }), el('td', { class: 'num', text: fmt(st.failed) }), el('td', { class: 'num', text: fmt(st.cancelled) }),
             el('td', {}, [el('div', { class: 'bar', title: Math.round(100 * b.progress) + '%' }, [el('span', { style: 'width:' + (100 * b.progress).toFixed(1) + '%' })]), el('span', { class: 'muted', text: Math.round(100 * b.progress) + '% of ' + fmt(b.total) })]),

@@ -324,7 +324,8 @@ boost::asio::awaitable<http::Response> serve(http::Request request, std::shared_
   else if (parts.size() == 2 && parts[1] == "resume") route = Route::resume;
   else if (parts.size() == 4 && parts[1] == "jobs" && (parts[3] == "retry" || parts[3] == "cancel")) route = Route::job_action;
   else if (parts.size() == 4 && parts[1] == "batches" &&
-           (parts[3] == "retry-failed" || parts[3] == "cancel" || parts[3] == "budget"))
+           (parts[3] == "retry-failed" || parts[3] == "cancel" || parts[3] == "budget" || parts[3] == "pause" ||
+            parts[3] == "resume"))
     route = Route::batch_action;
   if (route == Route::none) co_return error(request, 404, "no such API route: " + std::string(path));
 
@@ -471,7 +472,10 @@ boost::asio::awaitable<http::Response> serve(http::Request request, std::shared_
         }
       }
     } else {
-      action.kind = parts[3] == "cancel" ? Action::batch_cancel : Action::batch_retry_failed;
+      action.kind = parts[3] == "cancel"   ? Action::batch_cancel
+                    : parts[3] == "pause"  ? Action::batch_pause
+                    : parts[3] == "resume" ? Action::batch_resume
+                                           : Action::batch_retry_failed;
       body = action_body(request, {"reason"}, problem);
     }
   }

@@ -10,7 +10,8 @@
 //   GET  /api/overview, /api/jobs?state=&batch=&q=&after=&limit=, /api/jobs/{id}
 //   POST /api/pause {"reason"}, /api/resume, /api/jobs/{id}/retry, /api/jobs/{id}/cancel,
 //        /api/batches/{batch}/retry-failed, /api/batches/{batch}/cancel,
-//        /api/batches/{batch}/budget {"budget": N | null}
+//        /api/batches/{batch}/budget {"budget": N | null}, /api/batches/{batch}/pause,
+//        /api/batches/{batch}/resume (klingq.batches, as `klingq batch pause|resume`)
 //        (every action body may carry "reason"; unknown keys are refused)
 //
 // Access: an action needs an operator: no token 401, a viewer 403, a cookie session

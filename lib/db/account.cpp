@@ -50,6 +50,7 @@ Row lock(pqxx::transaction_base& tx, const std::string& name) {
   s.day_start_ms = int_of(r[18]);
   s.day_reset_reported = r[19].as<bool>();
   s.day_submitted_at = time_of(r[20]);
+  s.capacity_held_at = time_of(r[21]);
   return row;
 }
 
@@ -61,7 +62,7 @@ void save(pqxx::transaction_base& tx, const std::string& name, const LimiterColu
        opt_ms(s.day_paused_until), static_cast<long long>(s.parallel_limit), opt_ms(s.parallel_paused_until),
        s.limits_source, static_cast<long long>(charge),
        s.day_start_ms ? std::optional<long long>(*s.day_start_ms) : std::nullopt, s.day_reset_reported,
-       opt_ms(s.day_submitted_at));
+       opt_ms(s.day_submitted_at), opt_ms(s.capacity_held_at));
 }
 
 void set_balance(pqxx::transaction_base& tx, const std::string& name, std::int64_t balance, const Prices& p) {
@@ -80,6 +81,10 @@ void halt(pqxx::transaction_base& tx, const std::string& name, const std::string
 
 void clear_halt(pqxx::transaction_base& tx, const std::string& name) {
   exec(tx, sql::account_clear_halt, name);
+}
+
+bool clear_halt_matching(pqxx::transaction_base& tx, const std::string& name, const std::string& reason_prefix) {
+  return !exec(tx, sql::account_clear_halt_matching, name, reason_prefix).empty();
 }
 
 }  // namespace klingq::db::account

@@ -29,6 +29,7 @@ struct LimiterColumns {
   std::optional<std::int64_t> day_start_ms;  // the provider's day begins this long after 00:00 UTC
   bool day_reset_reported = false;           // day_reset_at came from a Reset-Day header
   std::optional<TimePoint> day_submitted_at;  // when submits were last taken
+  std::optional<TimePoint> capacity_held_at;  // when a claim was last held by capacity
   std::int64_t parallel_limit = 1;
   std::optional<TimePoint> parallel_paused_until;
   std::string limits_source = "plan";
@@ -41,7 +42,7 @@ struct Row {
   bool halted = false;                  // halted_reason is set (a 401)
   bool paused = false;                  // klingq pause
   TimePoint now;                        // the database's clock_timestamp()
-  bool batch_budgets = false;           // klingq.batch_budgets has rows
+  bool batch_budgets = false;           // some klingq.batches row has a budget
 };
 
 // Creates the row from the plan; while limits_source is still 'plan', applies it.
@@ -59,5 +60,7 @@ void set_balance(pqxx::transaction_base& tx, const std::string& name, std::int64
 void charge(pqxx::transaction_base& tx, const std::string& name, std::int64_t amount);
 void halt(pqxx::transaction_base& tx, const std::string& name, const std::string& reason);
 void clear_halt(pqxx::transaction_base& tx, const std::string& name);
+// Clears a halt whose reason begins with `reason_prefix`; true when one was cleared.
+bool clear_halt_matching(pqxx::transaction_base& tx, const std::string& name, const std::string& reason_prefix);
 
 }  // namespace klingq::db::account

@@ -62,12 +62,10 @@ std::vector<BatchStateCount> batch_counts(pqxx::transaction_base& tx, const Pric
   return out;
 }
 
-bool set_budget(pqxx::transaction_base& tx, const std::string& batch, std::optional<std::int64_t> budget) {
-  if (budget) {
-    exec(tx, sql::batch_budgets_set, batch, static_cast<long long>(*budget));
-    return true;
-  }
-  return !exec(tx, sql::batch_budgets_delete, batch).empty();
+std::vector<std::pair<std::optional<std::string>, std::optional<std::string>>> paused_batches(pqxx::transaction_base& tx) {
+  std::vector<std::pair<std::optional<std::string>, std::optional<std::string>>> out;
+  for (const auto& r : exec(tx, sql::batches_list_paused)) out.emplace_back(text_of(r[0]), text_of(r[1]));
+  return out;
 }
 
 std::vector<EventBucket> events_last_hour(pqxx::transaction_base& tx) {

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace klingq::db::console {
@@ -53,9 +54,9 @@ struct BatchStateCount {
 };
 std::vector<BatchStateCount> batch_counts(pqxx::transaction_base& tx, const Prices& prices);
 
-// A batch's credit cap (klingq.batch_budgets): set, or removed (nullopt). Returns false
-// when removing a cap the batch did not have.
-bool set_budget(pqxx::transaction_base& tx, const std::string& batch, std::optional<std::int64_t> budget);
+
+// Batches paused by an operator (klingq.batches): label (none: unlabelled) and reason.
+std::vector<std::pair<std::optional<std::string>, std::optional<std::string>>> paused_batches(pqxx::transaction_base& tx);
 
 // job_events of the last hour by minute, new state and error class.
 struct EventBucket {

@@ -31,7 +31,7 @@ std::vector<std::pair<std::string, std::int64_t>> job_counts::by_state(pqxx::tra
 std::vector<std::pair<std::string, std::int64_t>> batches::budgets_remaining(pqxx::transaction_base& tx,
                                                                              const Prices& p) {
   std::vector<std::pair<std::string, std::int64_t>> out;
-  for (const auto& row : exec(tx, sql::batch_budgets_remaining, static_cast<long long>(p.standard_5),
+  for (const auto& row : exec(tx, sql::batches_get_budgets_remaining, static_cast<long long>(p.standard_5),
                               static_cast<long long>(p.standard_10), static_cast<long long>(p.professional_5),
                               static_cast<long long>(p.professional_10))) {
     out.emplace_back(row[0].as<std::string>(), row[1].as<long long>());

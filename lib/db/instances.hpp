@@ -1,5 +1,5 @@
 // klingq.instances (who is alive), klingq.job_counts (jobs per state without a scan) and
-// klingq.batch_budgets: the statements behind the heartbeat and the budget check.
+// klingq.batches' budgets: the statements behind the heartbeat and the budget check.
 #pragma once
 
 #include "db/prices.hpp"

@@ -101,9 +101,10 @@ bool requeue(pqxx::transaction_base& tx, std::int64_t id, const std::string& ins
 
 std::optional<Completed> complete(pqxx::transaction_base& tx, const std::string& remote_id, const char* state,
                                   const std::string& url, const std::string& metadata_json,
-                                  const std::optional<std::string>& error_json, bool download_due) {
+                                  const std::optional<std::string>& error_json, bool download_due,
+                                  bool by_poll) {
   auto rows = exec(tx, sql::jobs_complete, remote_id, std::string(state), url, metadata_json, error_json,
-                   download_due);
+                   download_due, by_poll);
   if (rows.empty()) return std::nullopt;
   Completed c;
   c.id = rows[0][0].as<long long>();
@@ -121,7 +122,9 @@ std::optional<std::string> state_by_remote_id(pqxx::transaction_base& tx, const 
 std::vector<DuePoll> select_due_polls(pqxx::transaction_base& tx, std::int64_t limit) {
   std::vector<DuePoll> out;
   for (const auto& row : exec(tx, sql::jobs_select_due_polls, ll(limit))) {
-    out.push_back({row[0].as<long long>(), row[1].as<std::string>(), row[2].as<int>()});
+    out.push_back({row[0].as<long long>(), row[1].as<std::string>(), row[2].as<int>(), row[3].as<std::string>(),
+                   row[4].as<int>(), row[5].as<std::string>(), from_epoch_ms(row[6].as<long long>()),
+                   row[7].as<bool>()});
   }
   return out;
 }

@@ -80,7 +80,8 @@ struct Completed {
 };
 std::optional<Completed> complete(pqxx::transaction_base& tx, const std::string& remote_id, const char* state,
                                   const std::string& url, const std::string& metadata_json,
-                                  const std::optional<std::string>& error_json, bool download_due);
+                                  const std::optional<std::string>& error_json, bool download_due,
+                                  bool by_poll);
 // The state of the row carrying remote_id, if any.
 std::optional<std::string> state_by_remote_id(pqxx::transaction_base& tx, const std::string& remote_id);
 
@@ -88,10 +89,16 @@ struct DuePoll {
   std::int64_t id = 0;
   std::string remote_id;
   int polls = 0;  // polls already sent
+  std::string mode;
+  int duration = 5;
+  std::string version;  // "" = the API's default
+  TimePoint submitted_at;
+  bool webhook = false;  // its submit named a webhookUrl
 };
 std::vector<DuePoll> select_due_polls(pqxx::transaction_base& tx, std::int64_t limit);
 // The earliest next_poll_at of a submitted row, if any.
 std::optional<TimePoint> next_poll_at(pqxx::transaction_base& tx);
+// A poll of the row is being sent now (polled_at); the next is due in seconds_until_next.
 void schedule_poll(pqxx::transaction_base& tx, std::int64_t id, double seconds_until_next);
 // Flags (event + wait_reason) rows submitted longer than horizon_seconds ago; returns how many.
 std::int64_t flag_stuck(pqxx::transaction_base& tx, double horizon_seconds);

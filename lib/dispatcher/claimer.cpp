@@ -88,7 +88,8 @@ asio::awaitable<void> Claimer::submit(ClaimedJob job) {
     log::warning("rate_limited", {{"job", std::to_string(job.id)},
                                   {"window", ratelimit::to_string(outcome.window.value_or(ratelimit::Window::rpm))}});
   } else if (outcome.outcome == api::OutcomeClass::unauthorized) {
-    log::error("api_key_refused", {{"job", std::to_string(job.id)}, {"message", outcome.message}});
+    log::error(outcome.http_status == 407 ? "proxy_auth_required" : "api_key_refused",
+               {{"job", std::to_string(job.id)}, {"message", outcome.message}});
   } else if (outcome.outcome == api::OutcomeClass::no_credit) {
     log::warning("insufficient_credits", {{"job", std::to_string(job.id)},
                                           {"available", outcome.credits_available ? std::to_string(*outcome.credits_available) : "?"}});

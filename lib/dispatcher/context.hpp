@@ -71,6 +71,9 @@ struct Context {
   // Submits from their claim until recorded, polls until applied, the balance query
   // while on the wire: what max_in_flight bounds and STATUS= shows.
   int in_flight = 0;
+  // How long generation takes (klingq.generation_times), refreshed by the poller; shared
+  // with the pool threads that schedule polls, so replaced whole, never changed.
+  std::shared_ptr<const GenerationModel> generation = std::make_shared<const GenerationModel>();
 
   Wakeup claim_wanted;      // the claimer sleeps here: a row became runnable, a slot or token freed
   Wakeup downloads_wanted;  // the downloads loop sleeps here: a video may be due, a slot freed

@@ -47,7 +47,12 @@ asio::awaitable<SteadyDuration> CreditRefresher::run_once() {
         log::debug("balance", {{"balance", std::to_string(value)}});
         ctx_.claim_wanted.notify();
       } else {
-        log::warning("balance_query_failed", {{"class", api::to_string(outcome.outcome)}, {"message", outcome.message}});
+        if (outcome.http_status == 407) {
+          // Not a failing API but a proxy refusing us: dispatch halts, say why at error level.
+          log::error("proxy_auth_required", {{"request", "balance"}, {"message", outcome.message}});
+        } else {
+          log::warning("balance_query_failed", {{"class", api::to_string(outcome.outcome)}, {"message", outcome.message}});
+        }
         wait = std::min<SteadyDuration>(wait, 5s);
       }
       // While the claimer waits for credit, look again soon (a top-up).

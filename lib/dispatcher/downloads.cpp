@@ -16,7 +16,8 @@ using namespace std::chrono_literals;
 Downloads::Downloads(Context& context, const Heartbeat& heartbeat)
     : ctx_(context),
       heartbeat_(heartbeat),
-      downloader_(std::make_unique<outputs::Downloader>(context.executor)),
+      // The API client's proxy and trust store: a video is fetched the way the API is reached.
+      downloader_(std::make_unique<outputs::Downloader>(context.executor, context.api.connect_options())),
       random_(std::random_device{}()),
       on_stop_(context.stop.subscribe([this] {
         // A download can take minutes, far beyond the grace: cut it short.

@@ -102,6 +102,11 @@ awaitable<void> Engine::run() {
   {
     auto settings = ctx.options.queue;
     co_await ctx.pool.run([settings](pqxx::connection& c) { dispatcher::ensure_account(c, settings); });
+    // A proxy's 407 halted dispatch before: the proxy settings are read only at start,
+    // so a start is when they may have been fixed (if not, the next 407 halts again).
+    if (co_await ctx.pool.run([settings](pqxx::connection& c) { return dispatcher::clear_proxy_halt(c, settings); })) {
+      log::notice("halt_cleared", {{"why", "klingqd started: the proxy settings are read again"}});
+    }
     ctx.health.database_ok = true;
   }
   ctx.tasks.spawn(s.listener.run(), "listener");

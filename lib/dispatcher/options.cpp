@@ -28,7 +28,8 @@ EngineOptions options_from(const config::Config& config, config::Secret api_key)
   q.retry_base = std::chrono::milliseconds(config.dispatch.retry_base_ms);
   q.retry_max = std::chrono::milliseconds(config.dispatch.retry_max_ms);
   q.first_poll = std::chrono::seconds(config.poll.first_after_seconds);
-  if (!config.webhook.public_url.empty()) q.first_poll += std::chrono::seconds(config.poll.webhook_grace_seconds);
+  q.webhook_grace = std::chrono::seconds(config.poll.webhook_grace_seconds);
+  q.min_poll_interval = std::chrono::milliseconds(config.poll.min_interval_ms);
   q.max_poll_interval = std::chrono::seconds(config.poll.max_interval_seconds);
   q.poll_horizon = std::chrono::seconds(config.poll.horizon_seconds);
   q.plan = config.starting_limits();

@@ -16,13 +16,29 @@ asio::awaitable<void> Poller::run() {
   co_await run_loop(wakeup_, [this] { return !ctx_.stop.requested(); }, [this] { return run_once(); });
 }
 
+asio::awaitable<void> Poller::refresh_model() {
+  try {
+    auto settings = ctx_.options.queue;
+    auto model = co_await ctx_.pool.run([settings](pqxx::connection& c) {
+      return dispatcher::refresh_generation_model(c, settings);
+    });
+    const bool sparse = model.samples() < 4 * GenerationModel::min_samples;
+    ctx_.generation = std::make_shared<const GenerationModel>(std::move(model));
+    model_due_ = std::chrono::steady_clock::now() + (sparse ? std::chrono::seconds(2) : std::chrono::seconds(15));
+  } catch (const std::exception& e) {
+    ctx_.health.note_database(false, "generation_times", &e);
+    model_due_ = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  }
+}
+
 asio::awaitable<SteadyDuration> Poller::run_once() {
   SteadyDuration wait = ctx_.options.safety_poll;
+  if (std::chrono::steady_clock::now() >= model_due_) co_await refresh_model();
   try {
     auto settings = ctx_.options.queue;
     const std::int64_t wanted = std::max(1, std::min(50, ctx_.options.max_in_flight - ctx_.in_flight));
-    auto claim = co_await ctx_.pool.run([settings, wanted](pqxx::connection& c) {
-      return dispatcher::claim_polls(c, settings, wanted);
+    auto claim = co_await ctx_.pool.run([settings, wanted, model = ctx_.generation](pqxx::connection& c) {
+      return dispatcher::claim_polls(c, settings, wanted, *model);
     });
     ctx_.health.note_database(true, "claim_polls");
     if (claim.newly_stuck > 0) {
@@ -32,7 +48,8 @@ asio::awaitable<SteadyDuration> Poller::run_once() {
       ++ctx_.in_flight;
       ctx_.tasks.spawn(poll(std::move(job)), "poll");
     }
-    wait = until(claim.retry_at, ctx_.options.safety_poll);
+    wait = std::min(until(claim.retry_at, ctx_.options.safety_poll),
+                    std::max<SteadyDuration>(SteadyDuration::zero(), model_due_ - std::chrono::steady_clock::now()));
   } catch (const std::exception& e) {
     ctx_.health.note_database(false, "claim_polls", &e);
   }
@@ -57,7 +74,7 @@ asio::awaitable<void> Poller::poll(PollJob job) {
       dispatcher::record_response(c, settings, outcome, observation);
     });
     if (status.outcome.outcome == api::OutcomeClass::accepted && status.terminal) {
-      Completion completion{job.remote_id, status.status, status.url, status.metadata_json, status.error};
+      Completion completion{job.remote_id, status.status, status.url, status.metadata_json, status.error, true};
       auto applied = co_await completions_.apply(completion);
       if (applied.result == CompletionResult::applied) {
         log::debug("completed_by_poll", {{"job", std::to_string(applied.job_id)}, {"status", status.status}});

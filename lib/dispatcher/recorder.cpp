@@ -51,8 +51,8 @@ asio::awaitable<SteadyDuration> Recorder::run_once(std::size_t index) {
   queue_.erase(queue_.begin(), queue_.begin() + take);
   try {
     auto settings = ctx_.options.queue;
-    auto records = co_await ctx_.pool.run([settings, group](pqxx::connection& c) {
-      return dispatcher::record_submits(c, settings, *group);
+    auto records = co_await ctx_.pool.run([settings, group, model = ctx_.generation](pqxx::connection& c) {
+      return dispatcher::record_submits(c, settings, *group, *model);
     });
     ctx_.health.note_database(true, "record_submit");
     writer.failures = 0;

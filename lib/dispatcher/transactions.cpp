@@ -4,6 +4,7 @@
 
 #include "credit/gate.hpp"
 #include "db/account.hpp"
+#include "db/generation.hpp"
 #include "db/inbox.hpp"
 #include "db/instances.hpp"
 #include "db/jobs.hpp"
@@ -33,8 +34,10 @@ TransitionPolicy policy_of(const QueueSettings& settings) {
   TransitionPolicy policy;
   policy.retry_base = settings.retry_base;
   policy.retry_max = settings.retry_max;
-  policy.first_poll = settings.first_poll;
-  policy.max_poll_interval = settings.max_poll_interval;
+  policy.poll.first_poll = settings.first_poll;
+  policy.poll.webhook_grace = settings.webhook_grace;
+  policy.poll.max_interval = settings.max_poll_interval;
+  policy.poll.min_interval = settings.min_poll_interval;
   policy.limiter = settings.limiter;
   return policy;
 }
@@ -56,6 +59,7 @@ AccountState limiter_state(const db::account::LimiterColumns& c) {
   if (c.day_start_ms) s.day_start_offset = std::chrono::milliseconds(*c.day_start_ms);
   s.day_reset_reported = c.day_reset_reported;
   s.day_submitted_at = c.day_submitted_at;
+  s.capacity_held_at = c.capacity_held_at;
   s.parallel_limit = c.parallel_limit;
   s.parallel_paused_until = c.parallel_paused_until;
   s.limits_source = c.limits_source;
@@ -78,6 +82,7 @@ db::account::LimiterColumns columns_of(const AccountState& s) {
   }
   c.day_reset_reported = s.day_reset_reported;
   c.day_submitted_at = s.day_submitted_at;
+  c.capacity_held_at = s.capacity_held_at;
   c.parallel_limit = s.parallel_limit;
   c.parallel_paused_until = s.parallel_paused_until;
   c.limits_source = s.limits_source;
@@ -117,7 +122,7 @@ CompletionOutcome complete_locked(pqxx::work& tx, const QueueSettings& settings,
   auto next = next_after_completion(c, settings.download_outputs);
   if (!next) return out;  // not terminal: the webhook verifier and the poller never send one
   auto row = db::jobs::complete(tx, c.remote_id, to_string(next->state), c.url, c.metadata_json, next->error_json,
-                                next->download_due);
+                                next->download_due, c.by_poll);
   if (row) {
     out.result = CompletionResult::applied;
     out.job_id = row->id;
@@ -186,6 +191,12 @@ void ensure_account(pqxx::connection& connection, const QueueSettings& settings)
   tx.commit();
 }
 
+// Holds that a freed request token cannot lift: while one holds, polls may use the
+// request budget (ratelimit::note_claim).
+static bool held_by_capacity(Hold hold) {
+  return hold == Hold::parallel || hold == Hold::daily || hold == Hold::credit || hold == Hold::no_balance;
+}
+
 ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, std::int64_t wanted,
                   bool reap_leases) {
   ClaimResult result;
@@ -214,10 +225,12 @@ ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, s
   if (allowance.count <= 0) {
     result.held_by = hold_of(allowance.blocked_by);
     result.retry_at = allowance.retry_at;
+    ratelimit::note_claim(locked.state, held_by_capacity(result.held_by), now);
     return finish();  // with the roll of ended windows
   }
   if (!locked.balance) {
     result.held_by = Hold::no_balance;
+    ratelimit::note_claim(locked.state, true, now);
     return finish();
   }
   // Claimed rows are charged at once (below), so the known balance already leaves out
@@ -272,7 +285,6 @@ ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, s
     ratelimit::return_unaccepted(locked.state, counted_before);
     for (const auto& job : result.jobs) charge += job.expected_cost;
   }
-  finish();
 
   // Why fewer than wanted: credit, an empty queue, or the tightest limit.
   const auto got = static_cast<std::int64_t>(result.jobs.size());
@@ -286,11 +298,12 @@ ClaimResult claim(pqxx::connection& connection, const QueueSettings& settings, s
       result.retry_at = allowance.retry_at;
     }
   }
-  return result;
+  ratelimit::note_claim(locked.state, held_by_capacity(result.held_by), now);
+  return finish();
 }
 
 std::vector<SubmitRecord> record_submits(pqxx::connection& connection, const QueueSettings& settings,
-                                         const std::vector<SubmitInput>& inputs) {
+                                         const std::vector<SubmitInput>& inputs, const GenerationModel& model) {
   std::vector<SubmitRecord> records(inputs.size());
   pqxx::work tx(connection);
   using api::OutcomeClass;
@@ -330,7 +343,8 @@ std::vector<SubmitRecord> record_submits(pqxx::connection& connection, const Que
   std::unordered_map<std::int64_t, std::pair<std::size_t, std::int64_t>> accepted_by_id;  // input, extra charge
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     const auto& [job, outcome, observation, unit_random] = inputs[i];
-    const JobFacts facts{job.attempts, job.max_attempts, job.expected_cost};
+    const JobFacts facts{job.attempts, job.max_attempts, job.expected_cost, !job.webhook_url.empty(),
+                         model.find({job.spec.mode, job.spec.duration, job.spec.version.value_or("")})};
     auto next = next_after_submit(facts, outcome, observation, account, now, policy, unit_random);
     if (next.state == JobState::submitted) {
       accepted.push_back({job.id, outcome.remote_id, next.cost, seconds(*next.next_poll_at - now)});
@@ -408,7 +422,8 @@ std::optional<TimePoint> take_request_token(pqxx::connection& connection, const 
   return std::nullopt;
 }
 
-PollClaim claim_polls(pqxx::connection& connection, const QueueSettings& settings, std::int64_t wanted) {
+PollClaim claim_polls(pqxx::connection& connection, const QueueSettings& settings, std::int64_t wanted,
+                      const GenerationModel& model) {
   PollClaim claim;
   pqxx::work tx(connection);
   const auto policy = policy_of(settings);
@@ -422,7 +437,9 @@ PollClaim claim_polls(pqxx::connection& connection, const QueueSettings& setting
   auto allowance = ratelimit::poll_allowance(locked.state, wanted, locked.now, settings.limiter);
   if (allowance.count > 0) {
     for (auto& due : db::jobs::select_due_polls(tx, allowance.count)) {
-      db::jobs::schedule_poll(tx, due.id, seconds(next_poll_interval(due.polls, policy)));
+      const PollFacts facts{due.submitted_at, due.polls + 1, due.webhook,
+                            model.find({due.mode, due.duration, due.version})};
+      db::jobs::schedule_poll(tx, due.id, seconds(next_poll_at(facts, locked.now, policy.poll) - locked.now));
       claim.jobs.push_back({due.id, std::move(due.remote_id)});
     }
     ratelimit::take_polls(locked.state, static_cast<std::int64_t>(claim.jobs.size()), locked.now,
@@ -433,6 +450,20 @@ PollClaim claim_polls(pqxx::connection& connection, const QueueSettings& setting
   save_account(tx, settings, locked.state);
   tx.commit();
   return claim;
+}
+
+GenerationModel refresh_generation_model(pqxx::connection& connection, const QueueSettings& settings) {
+  pqxx::work tx(connection);
+  db::generation::refresh(tx, seconds(settings.generation_window), settings.generation_samples);
+  std::map<GenerationKey, GenerationTimes> kinds;
+  for (const auto& row : db::generation::select(tx)) {
+    auto ms = [](std::int64_t v) { return std::chrono::duration_cast<Duration>(std::chrono::milliseconds(v)); };
+    kinds[{row.mode, row.duration, row.version}] =
+        GenerationTimes{row.samples, ms(row.p10_ms), ms(row.p25_ms), ms(row.p50_ms),
+                        ms(row.p75_ms), ms(row.p90_ms), ms(row.p99_ms)};
+  }
+  tx.commit();
+  return GenerationModel(std::move(kinds));
 }
 
 CompletionOutcome apply_completion(pqxx::connection& connection, const QueueSettings& settings,
@@ -472,6 +503,14 @@ void clear_halt(pqxx::connection& connection, const QueueSettings& settings) {
   db::account::clear_halt(tx, settings.account);
   db::jobs::notify(tx, "resumed");
   tx.commit();
+}
+
+bool clear_proxy_halt(pqxx::connection& connection, const QueueSettings& settings) {
+  pqxx::work tx(connection);
+  const bool cleared = db::account::clear_halt_matching(tx, settings.account, proxy_halt_prefix);
+  if (cleared) db::jobs::notify(tx, "resumed");
+  tx.commit();
+  return cleared;
 }
 
 Snapshot heartbeat(pqxx::connection& connection, const QueueSettings& settings, const std::string& status_json) {

@@ -10,6 +10,7 @@
 #include "api/completion.hpp"
 #include "api/protocol.hpp"
 #include "config/config.hpp"
+#include "dispatcher/poll_schedule.hpp"
 #include "ratelimit/limiter.hpp"
 #include "util/clock.hpp"
 
@@ -34,8 +35,15 @@ struct QueueSettings {
   Duration lease = std::chrono::seconds(120);
   Duration retry_base = std::chrono::seconds(2);
   Duration retry_max = std::chrono::seconds(600);
-  Duration first_poll = std::chrono::seconds(60);  // after submit (plus grace with webhooks)
+  // The poll schedule (poll_schedule.hpp): the first poll without history, the grace a
+  // webhook gets (once, when the job expects one), the longest wait between polls.
+  Duration first_poll = std::chrono::seconds(5);
+  Duration webhook_grace = std::chrono::seconds(30);
   Duration max_poll_interval = std::chrono::seconds(600);
+  Duration min_poll_interval = std::chrono::seconds(2);
+  // Generation-time history: the window and the completions per kind it keeps.
+  Duration generation_window = std::chrono::hours(1);
+  std::int64_t generation_samples = 500;
   Duration poll_horizon = std::chrono::hours(2);
   config::PlanLimits plan{10, 1, 100};
   bool download_outputs = false;  // outputs.download: completions become due for download
@@ -93,8 +101,10 @@ struct SubmitRecord {
 // from their headers. The account row is locked once for the group, and only when a
 // response says something about limits or was not an acceptance. Returns one record per
 // input, in order.
+// `model` places each accepted job's first poll.
 std::vector<SubmitRecord> record_submits(pqxx::connection& connection, const QueueSettings& settings,
-                                         const std::vector<SubmitInput>& inputs);
+                                         const std::vector<SubmitInput>& inputs,
+                                         const GenerationModel& model = GenerationModel{});
 
 // Headers (and a 429) from a request that was not a submit.
 void record_response(pqxx::connection& connection, const QueueSettings& settings,
@@ -113,10 +123,14 @@ struct PollClaim {
   TimePoint retry_at = TimePoint::max();
   std::int64_t newly_stuck = 0;
 };
-// Jobs whose poll is due, as many as the poll share of the request budget allows now;
-// their next poll is pushed out (backing off) in the same transaction.
+// Jobs whose poll is due, as many as the request budget allows polls now (poll_allowance:
+// the poll share while submits want tokens); their next poll is scheduled from `model` in
+// the same transaction.
 PollClaim claim_polls(pqxx::connection& connection, const QueueSettings& settings,
-                      std::int64_t wanted);
+                      std::int64_t wanted, const GenerationModel& model = GenerationModel{});
+
+// Recomputes klingq.generation_times from the recent completions and reads it back.
+GenerationModel refresh_generation_model(pqxx::connection& connection, const QueueSettings& settings);
 
 // A terminal status from a webhook or a poll: api::Completion (api/completion.hpp).
 using api::Completion;
@@ -137,6 +151,9 @@ void set_balance(pqxx::connection& connection, const QueueSettings& settings, st
 std::int64_t release_leases(pqxx::connection& connection, const QueueSettings& settings);
 // Clears a 401 halt (after the key was replaced).
 void clear_halt(pqxx::connection& connection, const QueueSettings& settings);
+// Clears a halt a proxy's 407 caused (start-up: the proxy settings may have been
+// fixed, and they are read only at start). True when one was cleared.
+bool clear_proxy_halt(pqxx::connection& connection, const QueueSettings& settings);
 
 struct Snapshot {
   ratelimit::AccountState limits;

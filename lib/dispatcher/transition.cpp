@@ -51,6 +51,7 @@ Transition requeued(TimePoint run_after, std::string why, std::int64_t refund) {
 }
 
 std::string halt_reason_of(const api::Outcome& outcome) {
+  if (outcome.http_status == 407) return proxy_halt_prefix + outcome.message.substr(0, 300);
   return "401 from the API: " + outcome.message.substr(0, 200);
 }
 
@@ -66,7 +67,7 @@ Transition next_after_submit(const JobFacts& job, const api::Outcome& outcome,
     t.state = JobState::submitted;
     t.cost = outcome.credit_cost.value_or(job.expected_cost);
     t.extra_charge = t.cost - job.expected_cost;
-    t.next_poll_at = now + policy.first_poll;
+    t.next_poll_at = next_poll_at(PollFacts{now, 0, job.webhook, job.generation}, now, policy.poll);
     return t;
   }
   // Refused for sure: the submit was not a job of the day. A transient error may hide an
@@ -104,7 +105,10 @@ Transition next_after_submit(const JobFacts& job, const api::Outcome& outcome,
       return t;
     }
     case OutcomeClass::unauthorized: {
-      auto t = requeued(now, "dispatch halted: API key refused (401)", job.expected_cost);
+      auto t = requeued(now,
+                        outcome.http_status == 407 ? "dispatch halted: the proxy refused the credentials (407)"
+                                                   : "dispatch halted: API key refused (401)",
+                        job.expected_cost);
       t.halt_reason = halt_reason_of(outcome);
       return t;
     }
@@ -146,9 +150,7 @@ std::optional<std::string> after_response(const api::Outcome& outcome, const rat
 }
 
 Duration next_poll_interval(int polls_sent, const TransitionPolicy& policy) {
-  const double seconds = 5.0 * static_cast<double>(1 << std::clamp(polls_sent, 0, 16));
-  return std::min(policy.max_poll_interval,
-                  std::chrono::duration_cast<Duration>(std::chrono::duration<double>(seconds)));
+  return late_webhook_backoff(polls_sent, policy.poll);
 }
 
 }  // namespace klingq::dispatcher

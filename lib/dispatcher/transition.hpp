@@ -10,6 +10,7 @@
 
 #include "api/completion.hpp"
 #include "api/outcome.hpp"
+#include "dispatcher/poll_schedule.hpp"
 #include "ratelimit/headers.hpp"
 #include "ratelimit/limiter.hpp"
 #include "util/clock.hpp"
@@ -20,6 +21,10 @@
 
 namespace klingq::dispatcher {
 
+// How a halt reason caused by a proxy's 407 begins: such a halt is lifted when klingqd
+// starts (the proxy settings are read only then), a 401's only when the key changes.
+inline constexpr const char* proxy_halt_prefix = "407 from the proxy: ";
+
 // klingq.job_state.
 enum class JobState { queued, dispatching, submitted, completed, failed, cancelled };
 const char* to_string(JobState state);
@@ -27,10 +32,9 @@ const char* to_string(JobState state);
 struct TransitionPolicy {
   Duration retry_base = std::chrono::seconds(2);   // dispatch.retry_base_ms, doubling
   Duration retry_max = std::chrono::seconds(600);  // dispatch.retry_max_ms
-  // From acceptance to the first status poll: poll.first_after_seconds, plus
-  // poll.webhook_grace_seconds once when webhooks are on (options_from adds it).
-  Duration first_poll = std::chrono::seconds(60);
-  Duration max_poll_interval = std::chrono::seconds(600);  // poll.max_interval_seconds
+  // When to poll (poll_schedule.hpp): poll.first_after_seconds, poll.webhook_grace_seconds
+  // (added once when the job expects a webhook), poll.max_interval_seconds.
+  PollPolicy poll;
   ratelimit::LimiterSettings limiter;
 };
 
@@ -39,6 +43,8 @@ struct JobFacts {
   int attempts = 0;      // attempts spent before this one
   int max_attempts = 1;
   std::int64_t expected_cost = 0;  // charged to the known balance at the claim
+  bool webhook = false;            // its submit named a webhookUrl
+  std::optional<GenerationTimes> generation;  // how long jobs of its kind take, if known
 };
 
 struct Transition {
@@ -81,13 +87,13 @@ std::optional<CompletionTransition> next_after_completion(const api::Completion&
                                                           bool download_outputs);
 
 // A response to a request that was not a submit (a poll, a balance query): what the
-// account learns; returns the halt reason of a 401.
+// account learns; returns the halt reason of a 401 (or a proxy's 407).
 std::optional<std::string> after_response(const api::Outcome& outcome, const ratelimit::Observation& observation,
                                           ratelimit::AccountState& account, TimePoint now,
                                           const TransitionPolicy& policy);
 
-// After the poll number `polls_sent` + 1 is sent: when the next is due. Backs off from
-// 5 s, doubling, up to max_poll_interval.
+// After the poll number `polls_sent` + 1 of a job whose webhook is late: how long until
+// the next. Backs off from 5 s, doubling, up to poll.max_interval_seconds.
 Duration next_poll_interval(int polls_sent, const TransitionPolicy& policy);
 
 // The error kept in last_error for an outcome at attempt number `attempt`.

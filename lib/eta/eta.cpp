@@ -96,6 +96,11 @@ Estimate estimate(const Inputs& in) {
     out.text = "paused: no finish time until dispatch resumes";
     return out;
   }
+  if (in.batch_paused && in.jobs_left > 0) {
+    out.held_by = Holder::paused;
+    out.text = "batch paused: no finish time until it resumes";
+    return out;
+  }
 
   // What the balance and the budget pay for, of the batch's own jobs.
   const auto& c = in.credits;
@@ -179,7 +184,7 @@ std::vector<Estimate> estimate_batches(const Account& account, const std::vector
     in.in_flight = b.in_flight;
     for (std::size_t j = 0; j < batches.size(); ++j) {
       const auto& other = batches[j];
-      if (j == i || !other.priority || !b.priority || *other.priority < *b.priority) continue;
+      if (j == i || other.paused || !other.priority || !b.priority || *other.priority < *b.priority) continue;
       in.jobs_ahead += other.queued;
       in.credits.cost_ahead += other.queued_cost;
     }
@@ -190,6 +195,7 @@ std::vector<Estimate> estimate_batches(const Account& account, const std::vector
     in.credits.budget_left = b.budget_left;
     in.generation_seconds = account.generation_seconds;
     in.paused = account.paused;
+    in.batch_paused = b.paused;
     in.halted = account.halted;
     out.push_back(estimate(in));
   }

@@ -48,6 +48,7 @@ struct Inputs {
   Credits credits;
   double generation_seconds = 60;  // p50, submit to completion
   bool paused = false;             // klingq pause
+  bool batch_paused = false;       // klingq batch pause of this batch
   bool halted = false;             // a 401 halt
   TimePoint now{};
 };
@@ -77,13 +78,14 @@ Estimate estimate(const Inputs& inputs);
 // Every batch of the queue at once, the way the console and `klingq status` ask: the jobs
 // ahead of a batch are the queued jobs of the other batches whose top queued priority
 // is at least its own (the claim takes higher priorities first and interleaves equal
-// ones), and they are paid for first.
+// ones), and they are paid for first. A paused batch is ahead of nobody.
 struct BatchQueue {
   std::int64_t queued = 0;
   std::int64_t in_flight = 0;               // dispatching or submitted
   std::int64_t queued_cost = 0;             // expected cost of the queued jobs
   std::optional<std::int64_t> priority;     // highest queued priority; none: nothing queued
   std::optional<std::int64_t> budget_left;  // none: no budget
+  bool paused = false;                      // held by klingq batch pause: takes nothing
 };
 struct Account {
   Limits limits;

@@ -198,9 +198,14 @@ asio::awaitable<Exchanged> exchange(Connection& connection, const OutgoingReques
   co_return co_await exchange_on(*connection.plain, connection, message, head_request, body_limit);
 }
 
-OutgoingRequest build_request(const BaseUrl& url, ClientRequest& request) {
-  OutgoingRequest message{request.method, join_target(url.path_prefix, request.target), 11};
+// `proxy`: plain http through a proxy, which takes the request in absolute form
+// (RFC 9112 section 3.2.2) with our credentials for it; null for a direct connection.
+OutgoingRequest build_request(const BaseUrl& url, ClientRequest& request, const Proxy* proxy) {
+  auto target = join_target(url.path_prefix, request.target);
+  if (proxy) target = "http://" + url.host_header + target;
+  OutgoingRequest message{request.method, target, 11};
   message.set(bhttp::field::host, url.host_header);
+  if (proxy && !proxy->authorization.empty()) message.set(bhttp::field::proxy_authorization, proxy->authorization);
   message.keep_alive(true);
   // The caller's headers come last so that it can override Host or Connection.
   for (auto& [name, value] : request.headers) message.set(name, value);
@@ -249,7 +254,9 @@ asio::awaitable<ClientResult> Client::request(ClientRequest request) {
     co_return finish();
   }
   SlotGuard slot{*state};
-  auto message = build_request(state->url, request);
+  const Origin origin{state->url.tls, state->url.host, state->url.port};
+  const Proxy* proxy = proxy_for(state->options.connect, origin);
+  auto message = build_request(state->url, request, origin.tls ? nullptr : proxy);
   // The deadline covers the exchange, not the queue for a slot: the queue is bounded by
   // the deadlines of the exchanges ahead of us.
   auto deadline = Clock::now() + state->options.timeout;
@@ -260,9 +267,10 @@ asio::awaitable<ClientResult> Client::request(ClientRequest request) {
     bool reused = connection != nullptr;
     if (!reused) {
       auto connected =
-          co_await state->connector.connect(Origin{state->url.tls, state->url.host, state->url.port}, deadline);
+          co_await state->connector.connect(origin, deadline);
       if (connected.error) {
         result.error = connected.error;
+        result.error_detail = std::move(connected.detail);
         break;
       }
       connection = std::move(connected.connection);
@@ -299,6 +307,8 @@ asio::awaitable<ClientResult> Client::request(ClientRequest request) {
   }
   co_return finish();
 }
+
+const ConnectOptions& Client::connect_options() const { return state_->options.connect; }
 
 void Client::close_idle() {
   // Sockets are only touched on the executor; from another thread this is queued.

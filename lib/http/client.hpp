@@ -45,6 +45,9 @@ struct ClientResult {
   // Empty on a complete response (whatever its status). Otherwise what failed:
   // timeout (boost::beast::error::timeout), connection refused/reset, TLS, parse, ...
   boost::system::error_code error;
+  // With an error, what its code alone cannot say ("" when nothing more is known): the
+  // certificate problem, or what the proxy answered (connected.hpp's Connected::detail).
+  std::string error_detail;
   // True when the request may have reached the server (the write had started), so the
   // caller must assume the server could have acted on it.
   bool maybe_delivered = false;
@@ -70,6 +73,9 @@ class Client {
 
   // Closes idle connections (shutdown).
   void close_idle();
+
+  // How this client connects (proxy, trust store): downloads connect the same way.
+  const ConnectOptions& connect_options() const;
 
  private:
   struct State;

@@ -12,6 +12,7 @@
 #include <boost/system/error_code.hpp>
 
 #include <memory>
+#include <string>
 
 namespace klingq::http {
 
@@ -38,6 +39,9 @@ struct Connected {
   // a connect or handshake past it.
   boost::system::error_code error;
   Step failed_step = Step::resolve;  // when error is set: resolve, connect or tls
+  // When error is set, what the error_code cannot say: the certificate problem
+  // (X509_verify_cert_error_string, the depth and subject), or the proxy's answer.
+  std::string detail;
   std::unique_ptr<Connection> connection;  // when error is empty
 };
 

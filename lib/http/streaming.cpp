@@ -68,15 +68,20 @@ asio::awaitable<StreamingError> StreamingGet::start(StreamingRequest request, In
   impl.deadline = request.deadline;
   impl.stall_timeout = request.stall_timeout;
   auto connected = co_await impl.connector.connect(request.origin, request.deadline, interrupt);
-  if (connected.error) co_return StreamingError{connected.failed_step, connected.error};
+  if (connected.error) co_return StreamingError{connected.failed_step, connected.error, std::move(connected.detail)};
   impl.connection = std::move(connected.connection);
   // From here until this object goes, the interrupt closes our connection, which ends
   // whatever read or write is waiting on it.
   impl.interrupt = interrupt;
   if (interrupt) interrupt->arm([connection = impl.connection.get()] { connection->lowest().close(); });
 
-  bhttp::request<bhttp::empty_body> get{bhttp::verb::get, request.target, 11};
+  // Plain http through a proxy: the request in absolute form, with our credentials
+  // for the proxy (https went through a tunnel that connect() opened).
+  const Proxy* proxy = request.origin.tls ? nullptr : proxy_for(impl.connector.options(), request.origin);
+  auto target = proxy ? "http://" + request.host_header + request.target : request.target;
+  bhttp::request<bhttp::empty_body> get{bhttp::verb::get, target, 11};
   get.set(bhttp::field::host, request.host_header);
+  if (proxy && !proxy->authorization.empty()) get.set(bhttp::field::proxy_authorization, proxy->authorization);
   for (const auto& [name, value] : request.headers) get.set(name, value);
   get.keep_alive(false);
   impl.parser.header_limit(response_header_limit);

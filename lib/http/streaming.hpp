@@ -43,6 +43,7 @@ struct StreamingRequest {
 struct StreamingError {
   Step step = Step::resolve;
   boost::system::error_code error;
+  std::string detail;  // what the code cannot say: the certificate problem, the proxy's answer
   explicit operator bool() const { return static_cast<bool>(error); }
 };
 

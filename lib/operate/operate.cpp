@@ -152,22 +152,56 @@ Outcome retry_selection(pqxx::transaction_base& tx, const std::optional<std::str
   return out;
 }
 
+db::batches::Settings set_batch(pqxx::transaction_base& tx, const std::optional<std::string>& batch,
+                                std::optional<int> weight, const db::batches::Change<std::int64_t>& max_parallel,
+                                const db::batches::Change<std::int64_t>& daily_cap,
+                                const db::batches::Change<std::int64_t>& budget, const Actor& actor) {
+  auto now = db::batches::set(tx, batch, weight, max_parallel, daily_cap, budget);
+  db::jobs::notify(tx, "batch");  // a larger share or a lifted cap may let jobs go now
+  auto change = [](const db::batches::Change<std::int64_t>& c) -> boost::json::value {
+    if (!c) return "kept";
+    if (!*c) return nullptr;
+    return **c;
+  };
+  boost::json::object detail{{"weight", weight ? boost::json::value(*weight) : boost::json::value("kept")},
+                             {"max_parallel", change(max_parallel)},
+                             {"daily_cap", change(daily_cap)},
+                             {"budget", change(budget)}};
+  db::console::record_operator_event(tx, actor.who, "batch_set", std::nullopt, batch, actor.reason,
+                                     boost::json::serialize(detail));
+  return now;
+}
+
 Outcome set_budget(pqxx::transaction_base& tx, const std::string& batch, std::optional<std::int64_t> budget,
                    const Actor& actor) {
   Outcome out;
-  if (!db::console::set_budget(tx, batch, budget)) {
-    Refusal r;
-    r.count = 0;
-    r.reason = "batch \"" + batch + "\" has no budget to remove";
-    r.message = r.reason;
-    out.refused.push_back(std::move(r));
-    return out;
+  if (!budget) {
+    auto rows = db::batches::list(tx, batch);
+    if (rows.empty() || !rows.front().settings.budget) {
+      Refusal r;
+      r.count = 0;
+      r.reason = "batch \"" + batch + "\" has no budget to remove";
+      r.message = r.reason;
+      out.refused.push_back(std::move(r));
+      return out;
+    }
   }
+  db::batches::set(tx, batch, std::nullopt, std::nullopt, std::nullopt, db::batches::Change<std::int64_t>(budget));
   // Jobs that waited for the old budget may go now.
   db::jobs::notify(tx, "budget");
   boost::json::object detail{{"budget", budget ? boost::json::value(*budget) : boost::json::value(nullptr)}};
   db::console::record_operator_event(tx, actor.who, "budget", std::nullopt, batch, actor.reason,
                                      boost::json::serialize(detail));
+  return out;
+}
+
+Outcome pause_batch(pqxx::transaction_base& tx, const std::optional<std::string>& batch, bool paused,
+                    const Actor& actor) {
+  Outcome out;
+  db::batches::set_paused(tx, batch, paused, paused ? actor.reason : std::nullopt);
+  if (!paused) db::jobs::notify(tx, "resume");
+  db::console::record_operator_event(tx, actor.who, paused ? "batch_pause" : "batch_resume", std::nullopt, batch,
+                                     actor.reason, "{}");
   return out;
 }
 

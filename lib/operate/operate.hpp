@@ -5,6 +5,8 @@
 // Wording of refusals is shared too: the CLI prints them, the console returns them.
 #pragma once
 
+#include "db/batches.hpp"
+
 #include <pqxx/transaction_base>
 
 #include <cstdint>
@@ -53,9 +55,18 @@ Outcome retry_jobs(pqxx::transaction_base& tx, const std::vector<std::int64_t>& 
 Outcome retry_selection(pqxx::transaction_base& tx, const std::optional<std::string>& batch, bool failed_only,
                         const Actor& actor);
 
+// A batch's settings (klingq.batches, lib/db/batches.hpp): what is given changes, the
+// rest is kept; returns the row as it is now (klingq batch set).
+db::batches::Settings set_batch(pqxx::transaction_base& tx, const std::optional<std::string>& batch,
+                                std::optional<int> weight, const db::batches::Change<std::int64_t>& max_parallel,
+                                const db::batches::Change<std::int64_t>& daily_cap,
+                                const db::batches::Change<std::int64_t>& budget, const Actor& actor);
 // A batch's credit cap: set to `budget` credits, or removed (nullopt). Refused (with
 // nothing changed) when removing a cap the batch does not have.
 Outcome set_budget(pqxx::transaction_base& tx, const std::string& batch, std::optional<std::int64_t> budget,
                    const Actor& actor);
+// One batch held (its share goes to the others) or released (klingq batch pause/resume).
+Outcome pause_batch(pqxx::transaction_base& tx, const std::optional<std::string>& batch, bool paused,
+                    const Actor& actor);
 
 }  // namespace klingq::operate

@@ -1,6 +1,7 @@
 // The queue as the console and the CLI show it; see queue_view.hpp.
 #include "operate/queue_view.hpp"
 
+#include "db/generation.hpp"
 #include "db/instances.hpp"
 
 #include <algorithm>
@@ -33,13 +34,27 @@ QueueView queue_view(pqxx::transaction_base& tx, const EtaSettings& s, bool acti
   auto account = db::console::account(tx);
   auto counts = db::console::batch_counts(tx, s.prices);
   auto budgets = db::batches::budgets_remaining(tx, s.prices);
-  return build_view(std::move(account), counts, budgets, s, active_only);
+  auto paused = db::console::paused_batches(tx);
+  return build_view(std::move(account), counts, budgets, paused, learned_generation_seconds(tx), s, active_only);
+}
+
+std::optional<double> learned_generation_seconds(pqxx::transaction_base& tx) {
+  double weighted = 0;
+  std::int64_t samples = 0;
+  for (const auto& row : db::generation::select(tx)) {
+    weighted += static_cast<double>(row.p50_ms) * static_cast<double>(row.samples);
+    samples += row.samples;
+  }
+  if (samples == 0) return std::nullopt;
+  return weighted / static_cast<double>(samples) / 1000.0;
 }
 
 QueueView build_view(std::optional<db::console::Account> account, const std::vector<db::console::BatchStateCount>& counts,
-                     const std::vector<std::pair<std::string, std::int64_t>>& budgets, const EtaSettings& s,
-                     bool active_only) {
+                     const std::vector<std::pair<std::string, std::int64_t>>& budgets, const PausedBatches& paused,
+                     std::optional<double> learned_generation, const EtaSettings& s, bool active_only) {
   QueueView view;
+  view.generation_seconds = learned_generation.value_or(s.generation_seconds);
+  view.generation_learned = learned_generation.has_value();
   view.account = std::move(account);
   view.now = view.account ? from_epoch_ms(view.account->now) : Clock::now();
   if (view.account) view.day_ends = day_end(*view.account, s);
@@ -70,7 +85,13 @@ QueueView build_view(std::optional<db::console::Account> account, const std::vec
     if (label) {
       if (auto it = left.find(*label); it != left.end()) b.budget_left = it->second;
     }
-    queues.push_back({b.queued(), b.in_flight(), extra.queued_cost, extra.priority, b.budget_left});
+    for (const auto& [which, reason] : paused) {
+      if (which == label) {
+        b.paused = true;
+        b.paused_reason = reason;
+      }
+    }
+    queues.push_back({b.queued(), b.in_flight(), extra.queued_cost, extra.priority, b.budget_left, b.paused});
     view.batches.push_back(b);
   }
   if (view.account) {
@@ -85,7 +106,7 @@ QueueView build_view(std::optional<db::console::Account> account, const std::vec
     acc.limits.day_ends = view.day_ends;
     acc.balance = a.balance;
     acc.reserve = s.reserve;
-    acc.generation_seconds = s.generation_seconds;
+    acc.generation_seconds = view.generation_seconds;
     acc.paused = a.paused;
     acc.halted = a.halted_reason.has_value();
     auto estimates = eta::estimate_batches(acc, queues, view.now);

@@ -1,7 +1,8 @@
 // What the console's overview and `klingq status` / `klingq estimate` both show of the
 // queue: the account row, every batch's jobs by state, spend and budget, and its ETA
 // (lib/eta), gathered in one place so the page and the terminal agree. Three
-// statements: the account row, the per-(batch, state) counts, the budgets.
+// statements: the account row, the per-(batch, state) counts, the budgets, the paused
+// batches and the learned generation time.
 #pragma once
 
 #include "db/console.hpp"
@@ -39,6 +40,8 @@ struct BatchView {
   std::int64_t credits_spent = 0;             // credit_cost of submitted and completed jobs
   std::int64_t last_change = 0;               // epoch ms
   std::optional<std::int64_t> budget_left;
+  bool paused = false;                        // klingq batch pause
+  std::optional<std::string> paused_reason;
   std::optional<eta::Estimate> eta;           // none before klingqd made the account row
   std::int64_t queued() const { return states[0]; }
   std::int64_t in_flight() const { return states[1] + states[2]; }
@@ -50,14 +53,21 @@ struct QueueView {
   TimePoint now{};        // the database's clock
   TimePoint day_ends{};   // when the provider's day begins again
   std::vector<BatchView> batches;  // unlabelled first, then by label
+  double generation_seconds = 0;   // what the ETA took: learned (klingq.generation_times) or configured
+  bool generation_learned = false;
 };
+
+// The sample-weighted p50 of klingq.generation_times (issue 15's learned figures), in
+// seconds; none before any completion was learned.
+std::optional<double> learned_generation_seconds(pqxx::transaction_base& tx);
 
 // `active_only`: only batches with queued or in-flight jobs or a change in the last day.
 QueueView queue_view(pqxx::transaction_base& tx, const EtaSettings& settings, bool active_only);
 // The same from rows read before (the console reads the counts less often than the
 // account row: at a million jobs they cost a table scan).
+using PausedBatches = std::vector<std::pair<std::optional<std::string>, std::optional<std::string>>>;
 QueueView build_view(std::optional<db::console::Account> account, const std::vector<db::console::BatchStateCount>& counts,
-                     const std::vector<std::pair<std::string, std::int64_t>>& budgets, const EtaSettings& settings,
-                     bool active_only);
+                     const std::vector<std::pair<std::string, std::int64_t>>& budgets, const PausedBatches& paused,
+                     std::optional<double> learned_generation, const EtaSettings& settings, bool active_only);
 
 }  // namespace klingq::operate

@@ -142,6 +142,7 @@ const char* to_string(FailureClass failure) {
     case FailureClass::size: return "size";
     case FailureClass::filesystem: return "filesystem";
     case FailureClass::interrupted: return "interrupted";
+    case FailureClass::proxy_auth: return "proxy_auth";
   }
   return "transport";
 }
@@ -150,6 +151,9 @@ bool is_retryable(FailureClass failure) {
   switch (failure) {
     case FailureClass::invalid_url:
     case FailureClass::too_large:
+    // Every download through the proxy gets the same 407 until its credentials change:
+    // retries would only spend the attempts.
+    case FailureClass::proxy_auth:
       return false;
     // A 404/403 right after completion can be a CDN that has not caught up yet, and a
     // redirect loop can be a CDN's hiccup: bounded retries cost little.

@@ -59,6 +59,7 @@ enum class FailureClass {
   size,         // the body did not match Content-Length, or was empty
   filesystem,   // cannot create, write, sync or rename the file
   interrupted,  // klingqd was stopping: not counted as an attempt
+  proxy_auth,   // the proxy wants credentials or refused ours (407): permanent until the config changes
 };
 const char* to_string(FailureClass failure);
 // False for failures that no retry can fix (the same URL gives the same answer).

@@ -198,14 +198,17 @@ bool iequals_ascii(std::string_view a, std::string_view b) {
 // Why connecting, sending or reading the header failed, in output_error's words.
 Failure start_failure(const http::StreamingError& error, const Url& url, std::uint64_t max_bytes) {
   const auto& code = error.error;
+  // The certificate problem or the proxy's answer, when there is one.
+  const auto detail = error.detail.empty() ? std::string() : " (" + error.detail + ")";
+  if (http::is_proxy_auth_required(code)) return {FailureClass::proxy_auth, error.detail};
   switch (error.step) {
     case http::Step::resolve:
       return {FailureClass::transport,
-              "cannot resolve " + url.host + ": " + (http::is_timeout(code) ? "timed out" : code.message())};
+              "cannot resolve " + url.host + ": " + (http::is_timeout(code) ? "timed out" : code.message()) + detail};
     case http::Step::connect:
-      return {FailureClass::transport, "cannot connect to " + url.host_header + ": " + code.message()};
+      return {FailureClass::transport, "cannot connect to " + url.host_header + ": " + code.message() + detail};
     case http::Step::tls:
-      return {FailureClass::transport, "TLS with " + url.host_header + ": " + code.message()};
+      return {FailureClass::transport, "TLS with " + url.host_header + ": " + code.message() + detail};
     case http::Step::send:
       return {FailureClass::transport, "sending the request: " + code.message()};
     case http::Step::read_header:
@@ -327,6 +330,11 @@ asio::awaitable<DownloadResult> Downloader::download(DownloadRequest request,
         } else {
           out.redirect = std::move(next);
         }
+        co_return out;
+      }
+      if (out.status == 407) {
+        // Plain http through the proxy: its refusal comes as the response.
+        out.failure = Failure{FailureClass::proxy_auth, "HTTP 407 from the proxy for " + redacted(*url)};
         co_return out;
       }
       if (out.status != 200) {

@@ -39,6 +39,18 @@ constexpr Duration one_day = std::chrono::hours(24);
 // The time of day (after 00:00 UTC) of t.
 Duration offset_of(TimePoint t) { return t - std::chrono::floor<std::chrono::days>(t); }
 
+bool held_recently(const AccountState& s, TimePoint now) {
+  return s.capacity_held_at && now >= *s.capacity_held_at && now - *s.capacity_held_at <= dispatch_hold_memory;
+}
+
+// Spacing of status polls: the request spacing stretched by poll_share, or the request
+// spacing itself while capacity holds dispatch.
+Duration poll_spacing(const AccountState& s, TimePoint now, const LimiterSettings& settings, Duration interval) {
+  auto base = interval > Duration::zero() ? interval : settings.fallback_window / std::max<std::int64_t>(1, s.rpm_limit);
+  if (held_recently(s, now)) return base;
+  return std::chrono::duration_cast<Duration>(base / settings.poll_share);
+}
+
 Allowance rpm_tokens(const AccountState& s, std::int64_t wanted, TimePoint now,
                      const LimiterSettings& settings, TimePoint next_at, Duration interval) {
   Allowance a;
@@ -166,6 +178,16 @@ void take_submits(AccountState& s, std::int64_t count, TimePoint now,
   s.day_submitted_at = now;
 }
 
+void note_claim(AccountState& s, bool held_by_capacity, TimePoint now) {
+  if (held_by_capacity) {
+    s.capacity_held_at = now;
+  } else {
+    s.capacity_held_at.reset();
+  }
+}
+
+bool capacity_holds_dispatch(const AccountState& s, TimePoint now) { return held_recently(s, now); }
+
 Allowance poll_allowance(const AccountState& s, std::int64_t wanted, TimePoint now,
                          const LimiterSettings& settings) {
   auto interval = spacing(s, now, settings);
@@ -174,10 +196,9 @@ Allowance poll_allowance(const AccountState& s, std::int64_t wanted, TimePoint n
     a.count = wanted;
     return a;
   }
-  // Polls run on their own clock at poll_share of the request rate...
-  auto poll_interval = std::chrono::duration_cast<Duration>(
-      (interval > Duration::zero() ? interval : settings.fallback_window / std::max<std::int64_t>(1, s.rpm_limit)) /
-      settings.poll_share);
+  // Polls run on their own clock at poll_share of the request rate (all of it while
+  // capacity holds dispatch)...
+  auto poll_interval = poll_spacing(s, now, settings, interval);
   Allowance a;
   a.count = std::min(wanted, paced_tokens(s.poll_next_at, poll_interval, 1, now));
   a.retry_at = std::max(now, s.poll_next_at);
@@ -196,9 +217,7 @@ void take_polls(AccountState& s, std::int64_t count, TimePoint now,
                 const LimiterSettings& settings) {
   if (count <= 0) return;
   auto interval = spacing(s, now, settings);
-  auto poll_interval = std::chrono::duration_cast<Duration>(
-      (interval > Duration::zero() ? interval : settings.fallback_window / std::max<std::int64_t>(1, s.rpm_limit)) /
-      settings.poll_share);
+  auto poll_interval = poll_spacing(s, now, settings, interval);
   s.poll_next_at = std::max(s.poll_next_at, now) + poll_interval * count;
   if (!settings.polls_count_against_rpm) return;
   s.rpm_next_at = std::max(s.rpm_next_at, now) + interval * count;

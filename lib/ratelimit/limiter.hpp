@@ -42,6 +42,10 @@ struct AccountState {
   // Input, not stored: submits sent and not yet answered (rows dispatching). The API may
   // not have counted them yet, so they explain that much more room in its Remaining-Day.
   std::int64_t day_unanswered = 0;
+  // When a claim last found runnable rows held by capacity (the parallel limit, the
+  // daily cap, credits) rather than by the request budget. Until the next claim that is
+  // not, and for at most dispatch_hold_memory, polls may use the whole request rate.
+  std::optional<TimePoint> capacity_held_at;
   // Parallel jobs (the in-flight count itself lives in klingq.jobs).
   std::int64_t parallel_limit = 1;
   std::optional<TimePoint> parallel_paused_until;
@@ -93,7 +97,18 @@ Allowance submit_allowance(const AccountState& state, std::int64_t in_flight,
 void take_submits(AccountState& state, std::int64_t count, TimePoint now,
                   const LimiterSettings& settings);
 
-// How many status polls may be sent now (within poll_share of the request rate).
+// After a claim that found runnable rows: `held_by_capacity` when the parallel limit, the
+// daily cap or credits (not the request budget) kept it from sending all it wanted.
+void note_claim(AccountState& state, bool held_by_capacity, TimePoint now);
+// True while a recent claim was held by capacity: submits want no request token, so
+// polls may take the share submits would have used.
+bool capacity_holds_dispatch(const AccountState& state, TimePoint now);
+inline constexpr Duration dispatch_hold_memory = std::chrono::seconds(30);
+
+// How many status polls may be sent now: within poll_share of the request rate, or, while
+// capacity holds dispatch (capacity_holds_dispatch), at the whole request rate: finding
+// finished jobs is then what frees capacity. Polls and submits share one pacing, so
+// neither way exceeds the rate.
 Allowance poll_allowance(const AccountState& state, std::int64_t wanted, TimePoint now,
                          const LimiterSettings& settings);
 void take_polls(AccountState& state, std::int64_t count, TimePoint now,

@@ -34,8 +34,13 @@ async function login(page, base, token) {
   await page.goto(base + '/', { waitUntil: 'load' });
   await page.waitForSelector('#login:not([hidden])');
   await page.type('#login-token', token);
-  await page.click('#login-button');
+  await click(page, '#login-button');
   await until('logged in', async () => (await text(page, '#who')).includes('#1'));
+}
+// The page re-renders every second: a node found a moment ago may be replaced before
+// the click lands, so a click is retried (within a deadline) until it reaches a node.
+async function click(page, selector) {
+  await until('a click on ' + selector, async () => { await page.click(selector); return true; }, 10000);
 }
 function step(name) { console.log('-- ' + name); }
 
@@ -102,7 +107,7 @@ function step(name) { console.log('-- ' + name); }
     await login(op, B, process.env.OP_TOKEN);
     await op.waitForSelector('[data-testid=pause]:not([disabled])');
     await op.type('[data-testid=pause-reason]', 'browser test pause');
-    await op.click('[data-testid=pause]');
+    await click(op, '[data-testid=pause]');
     await until('the paused banner', async () => (await text(op, '[data-testid=hold-text]')).includes('Dispatch paused: browser test pause'));
     assert.strictEqual(sql('SELECT paused FROM klingq.account'), 't');
     assert.strictEqual(sql("SELECT actor || ' ' || reason FROM klingq.operator_events WHERE action = 'pause'"),
@@ -121,7 +126,7 @@ function step(name) { console.log('-- ' + name); }
     // The viewer's page (on the other instance) shows it too.
     await until('the viewer sees the pause', async () => (await text(viewer, '[data-testid=hold-text]')).includes('paused'));
     await shot(op, '03-overview-paused');
-    await op.click('[data-testid=resume]');
+    await click(op, '[data-testid=resume]');
     await until('resumed', async () => sql('SELECT paused FROM klingq.account') === 'f');
     await until('the banner after resume', async () => !(await text(op, '[data-testid=hold-text]')).includes('paused'));
 
@@ -129,11 +134,11 @@ function step(name) { console.log('-- ' + name); }
     step('operator: retry from a failed job\'s page');
     const failedId = sql("SELECT id FROM klingq.jobs WHERE prompt = 'a failed job for the retry button'");
     await op.goto(B + '/#/job/' + failedId, { waitUntil: 'load' });
-    await op.waitForSelector('[data-testid=job-state]');
+    await until('the failed job page', async () => (await text(op, 'main h2')) === 'Job #' + failedId);
     assert.strictEqual(await text(op, '[data-testid=job-state]'), 'failed');
     await shot(op, '04-job-failed');
     await op.type('[data-testid=job-reason]', 'prompt fixed');
-    await op.click('[data-testid=retry]');
+    await click(op, '[data-testid=retry]');
     await until('the job queued again', async () => sql('SELECT state FROM klingq.jobs WHERE id = ' + failedId) !== 'failed');
     await until('the retry on the timeline', async () => (await text(op, '[data-testid=timeline]')).includes('retry by console:operator#1: prompt fixed'));
     await shot(op, '05-job-retried');
@@ -141,15 +146,17 @@ function step(name) { console.log('-- ' + name); }
     step('operator: cancel from a queued job\'s page');
     const queuedId = sql("SELECT id FROM klingq.jobs WHERE prompt = 'a queued job for the cancel button'");
     await op.goto(B + '/#/job/' + queuedId, { waitUntil: 'load' });
-    await until('the queued job page', async () => (await text(op, '[data-testid=job-state]')) === 'queued');
-    await op.click('[data-testid=cancel]');
+    // The retried job is queued too: wait for this job's page, not just a queued state.
+    await until('the queued job page', async () => (await text(op, 'main h2')) === 'Job #' + queuedId &&
+                                                  (await text(op, '[data-testid=job-state]')) === 'queued');
+    await click(op, '[data-testid=cancel]');
     await until('cancelled in the database', async () => sql('SELECT state FROM klingq.jobs WHERE id = ' + queuedId) === 'cancelled');
     await until('cancelled on the page', async () => (await text(op, '[data-testid=job-state]')) === 'cancelled');
     await shot(op, '06-job-cancelled');
 
     step('viewer: a job page has no usable buttons; the jobs list filters');
     await viewer.goto(A + '/#/job/' + queuedId, { waitUntil: 'load' });
-    await viewer.waitForSelector('[data-testid=cancel]');
+    await until('the job page for the viewer', async () => (await text(viewer, 'main h2')) === 'Job #' + queuedId);
     assert.ok(await viewer.$eval('[data-testid=cancel]', (b) => b.disabled));
     await viewer.goto(A + '/#/jobs?state=cancelled', { waitUntil: 'load' });
     await until('the cancelled job listed', async () => !!(await viewer.$('tr[data-job="' + queuedId + '"]')));

@@ -80,8 +80,11 @@ TEST_CASE("cli: show prints a job, its video and its timeline with who acted") {
   CHECK(cli(url, {"pause", "--reason", "invoice"}).code == 0);
   CHECK(cli(url, {"resume", "--reason", "paid"}).code == 0);
   CHECK(cli(url, {"retry", id}).code == 0);
+  CHECK(cli(url, {"batch", "pause", "birds", "--reason", "review"}).code == 0);
+  CHECK(cli(url, {"batch", "resume", "birds"}).code == 0);
+  CHECK(cli(url, {"batch", "set", "birds", "--weight", "3"}).code == 0);
   CHECK(text(c, "SELECT string_agg(action || ':' || coalesce(reason, ''), ',' ORDER BY id) FROM klingq.operator_events") ==
-        "cancel:duplicate prompt,pause:invoice,resume:paid,retry:");
+        "cancel:duplicate prompt,pause:invoice,resume:paid,retry:,batch_pause:review,batch_resume:,batch_set:");
   exec(c, "UPDATE klingq.jobs SET state = 'completed', remote_id = 'r-h', url = 'https://cdn.example/heron.mp4' WHERE id = " + id);
   auto jobs = cli(url, {"jobs"});
   CHECK(jobs.out.find("https://cdn.example/heron.mp4") != std::string::npos);

@@ -117,7 +117,8 @@ TEST_CASE("console api: reads follow the viewer rule, actions need an operator")
 
   // Actions: none 401, viewer 403, operator 200.
   for (const char* route : {"/api/pause", "/api/resume", "/api/jobs/1/retry", "/api/jobs/1/cancel",
-                            "/api/batches/b1/retry-failed", "/api/batches/b1/cancel", "/api/batches/b1/budget"}) {
+                            "/api/batches/b1/retry-failed", "/api/batches/b1/cancel", "/api/batches/b1/budget",
+                            "/api/batches/b1/pause", "/api/batches/b1/resume"}) {
     CAPTURE(route);
     CHECK(c.post(route, "{}").status == 401);
     auto viewer = c.post(route, "{}", as_viewer);
@@ -348,6 +349,23 @@ TEST_CASE("console api: retry, cancel and budgets act like the CLI, are recorded
   REQUIRE(retried.status == 200);
   CHECK(stack.text("SELECT state::text FROM klingq.jobs WHERE id = " + std::to_string(failed_id)) != "failed");
 
+  // Batch pause and resume (klingq.batches), as `klingq batch pause|resume`.
+  CHECK(c.post("/api/batches/nope/pause", "{}", as_op).status == 404);
+  CHECK(c.post("/api/batches/b2/pause", "{}", as_viewer).status == 403);
+  REQUIRE(c.post("/api/batches/b2/pause", R"({"reason": "client review"})", as_op).status == 200);
+  CHECK(stack.text("SELECT paused::text || '|' || paused_reason FROM klingq.batches WHERE batch = 'b2'") ==
+        "true|client review");
+  CHECK(stack.text("SELECT action || '|' || batch FROM klingq.operator_events ORDER BY id DESC LIMIT 1") ==
+        "batch_pause|b2");
+  bool shown_paused = false;
+  const auto overview = body(c.get("/api/overview", as_op));
+  for (const auto& b : overview.at("batches").as_array()) {
+    if (b.at("batch") == "b2") shown_paused = b.at("paused") == true && b.at("paused_reason") == "client review";
+  }
+  CHECK(shown_paused);
+  REQUIRE(c.post("/api/batches/b2/resume", "", as_op).status == 200);
+  CHECK(stack.text("SELECT paused::text FROM klingq.batches WHERE batch = 'b2'") == "false");
+
   // A label with a space and a slash, percent-encoded in the path.
   CHECK(c.post("/api/batches/spring%20%2F%20summer/budget", R"({"budget": 500})", as_op).status == 200);
   CHECK(stack.scalar("SELECT budget FROM klingq.batch_budgets WHERE batch = 'spring / summer'") == 500);
@@ -380,8 +398,8 @@ TEST_CASE("console api: the overview shows what the database says") {
   CHECK(o.at("limits").at("daily").at("limit").as_int64() == stack.scalar("SELECT day_limit FROM klingq.account"));
   CHECK(o.at("instances").as_array().size() == 1);
   CHECK(o.at("throughput").as_array().size() == 60);
-  CHECK(o.at("queries").as_int64() == 3);
-  CHECK(o.at("slow_figures").at("queries").as_int64() == 4);
+  CHECK(o.at("queries").as_int64() == 4);
+  CHECK(o.at("slow_figures").at("queries").as_int64() == 5);
   CHECK(o.at("slow_figures").at("seconds").as_double() >= 0);
   bool b1 = false;
   for (const auto& b : o.at("batches").as_array()) {

@@ -76,7 +76,7 @@ TEST_CASE("a claim charges the known balance and a group of outcomes settles it 
   CHECK(balance(c) == 10000 - 5 * unit);
 
   // A webhook for the fifth job arrives before its submit is recorded: it waits in the inbox.
-  api::Completion early{"remote-5", "failed", "", "{}", "generation failed"};
+  api::Completion early{"remote-5", "failed", "", "{}", "generation failed", false};
   CHECK(dispatcher::apply_completion(c, settings, early).result == dispatcher::CompletionResult::unknown_stored);
 
   std::vector<dispatcher::SubmitInput> group;
@@ -239,7 +239,8 @@ TEST_CASE("with webhooks on, an accepted job's first poll is due after first_aft
   pqxx::connection c(PgCluster::shared().migrated_database());
   auto settings = settings_for("first-poll-test");
   settings.webhook_url = "https://hooks.example/klingq";
-  settings.first_poll = std::chrono::seconds(180);  // 60 s first_after + 120 s grace
+  settings.first_poll = std::chrono::seconds(60);      // first_after
+  settings.webhook_grace = std::chrono::seconds(120);  // + grace, once
   dispatcher::ensure_account(c, settings);
   dispatcher::set_balance(c, settings, 10000);
   insert_jobs(c, 1);

@@ -67,6 +67,7 @@ std::string Stack::write_config(std::map<std::string, std::string> overrides) {
       {"poll.first_after_seconds", "1"},
       {"poll.max_interval_seconds", "1"},
       {"poll.webhook_grace_seconds", "2"},
+      {"poll.min_interval_ms", "200"},  // the simulators' 60x: 2 s are 33 ms of theirs
       {"log.level", "debug"},
   };
   for (auto& [key, value] : overrides) values[key] = value;
@@ -103,6 +104,11 @@ Process& Stack::start_daemon(std::map<std::string, std::string> overrides,
   auto path = write_config(std::move(overrides));
   last_config_path = path;
   if (!environment.count("KLINGQ_API_KEY")) environment["KLINGQ_API_KEY"] = sim_api_key;
+  // klingqd honours the proxy variables: a proxy set for the machine running the tests
+  // must not sit between klingqd and the loopback simulator (empty counts as unset).
+  for (const char* name : {"https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"}) {
+    if (!environment.count(name)) environment[name] = "";
+  }
   daemons.push_back(std::make_unique<Process>(std::vector<std::string>{KLINGQD_BINARY, "--config", path},
                                               environment));
   auto& daemon = *daemons.back();

@@ -176,3 +176,22 @@ TEST_CASE("eta: when_text names the day only when it is not today") {
   CHECK(eta::thousands(999) == "999");
   CHECK(eta::thousands(1234567) == "1,234,567");
 }
+
+TEST_CASE("eta: a paused batch has no finish time and is ahead of nobody") {
+  eta::Account account;
+  account.limits.rpm = 60;
+  account.limits.window_seconds = 60;
+  account.limits.day_ends = utc(2026, 1, 2);
+  account.generation_seconds = 0;
+  // Both at priority 0, 60 queued each: "a" is paused, so "b" goes alone (60 s).
+  std::vector<eta::BatchQueue> batches = {{60, 0, 0, 0, std::nullopt, true}, {60, 0, 0, 0, std::nullopt, false}};
+  auto e = eta::estimate_batches(account, batches, utc(2026, 1, 1));
+  CHECK(e[0].held_by == Holder::paused);
+  CHECK(e[0].text == "batch paused: no finish time until it resumes");
+  REQUIRE(e[1].done_at);
+  CHECK(*e[1].done_at == utc(2026, 1, 1, 0, 1, 0));
+  // Unpaused, each has the other's 60 ahead.
+  batches[0].paused = false;
+  e = eta::estimate_batches(account, batches, utc(2026, 1, 1));
+  CHECK(*e[1].done_at == utc(2026, 1, 1, 0, 2, 0));
+}

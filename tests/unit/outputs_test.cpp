@@ -101,4 +101,7 @@ TEST_CASE("outputs: only failures a retry cannot fix are final") {
   }
   CHECK(std::string(to_string(FailureClass::too_large)) == "too_large");
   CHECK(std::string(to_string(FailureClass::http_status)) == "http_status");
+  // A proxy's 407 answers every download alike until its credentials change.
+  CHECK_FALSE(is_retryable(FailureClass::proxy_auth));
+  CHECK(std::string(to_string(FailureClass::proxy_auth)) == "proxy_auth");
 }

@@ -20,8 +20,8 @@ dispatcher::TransitionPolicy policy() {
   dispatcher::TransitionPolicy p;
   p.retry_base = 2s;
   p.retry_max = 600s;
-  p.first_poll = 180s;
-  p.max_poll_interval = 600s;
+  p.poll.first_poll = 180s;
+  p.poll.max_interval = 600s;
   return p;
 }
 
@@ -44,7 +44,7 @@ boost::json::object parsed(const std::optional<std::string>& text) {
   return boost::json::parse(*text).as_object();
 }
 
-const dispatcher::JobFacts job{0, 3, 100};  // first attempt of three, expected cost 100
+const dispatcher::JobFacts job{0, 3, 100, false, std::nullopt};  // first attempt of three, expected cost 100
 
 }  // namespace
 
@@ -77,7 +77,24 @@ TEST_CASE("the first poll with webhooks on comes after first_after + grace, once
   cfg.poll.first_after_seconds = 60;
   cfg.poll.webhook_grace_seconds = 120;
   auto options = dispatcher::options_from(cfg, config::Secret("key"));
-  CHECK(options.queue.first_poll == 180s);
+  CHECK(options.queue.first_poll == 60s);
+  CHECK(options.queue.webhook_grace == 120s);
+  // The submit of a job that expects a webhook, recorded with nothing learned yet: the
+  // grace is added once.
+  dispatcher::TransitionPolicy p;
+  p.poll.first_poll = options.queue.first_poll;
+  p.poll.webhook_grace = options.queue.webhook_grace;
+  auto a = account();
+  auto o = outcome(api::OutcomeClass::accepted, 200);
+  o.remote_id = "r-1";
+  dispatcher::JobFacts hooked = job;
+  hooked.webhook = true;
+  auto t = dispatcher::next_after_submit(hooked, o, {}, a, now, p, 0.5);
+  REQUIRE(t.next_poll_at.has_value());
+  CHECK(*t.next_poll_at == now + 180s);
+  // Without a webhook: first_after alone.
+  t = dispatcher::next_after_submit(job, o, {}, a, now, p, 0.5);
+  CHECK(*t.next_poll_at == now + 60s);
   cfg.webhook.public_url.clear();
   CHECK(dispatcher::options_from(cfg, config::Secret("key")).queue.first_poll == 60s);
 }
@@ -101,7 +118,7 @@ TEST_CASE("a job the API calls invalid fails at once with the API's words; a 409
   // 409: the same idempotency key with another body. Never retried: a retry sends the
   // same key and body again and gets the same answer.
   auto conflict = outcome(api::OutcomeClass::invalid_job, 409, "idempotency key reused with a different body");
-  t = dispatcher::next_after_submit({2, 5, 100}, conflict, {}, a, now, policy(), 0.5);
+  t = dispatcher::next_after_submit({2, 5, 100, false, std::nullopt}, conflict, {}, a, now, policy(), 0.5);
   CHECK(t.state == JobState::failed);
   CHECK(parsed(t.error_json).at("attempt").as_int64() == 3);
   CHECK(parsed(t.error_json).at("status").as_int64() == 409);
@@ -112,8 +129,8 @@ TEST_CASE("a transient error requeues with jittered backoff, keeps the day's cou
   auto a = account();
   auto o = outcome(api::OutcomeClass::transient, 503, "service unavailable");
   // Attempt 2 of 3: base 2 s doubled once = 4 s, equal jitter in [2 s, 4 s].
-  auto low = dispatcher::next_after_submit({1, 3, 100}, o, {}, a, now, policy(), 0.0);
-  auto high = dispatcher::next_after_submit({1, 3, 100}, o, {}, a, now, policy(), 1.0);
+  auto low = dispatcher::next_after_submit({1, 3, 100, false, std::nullopt}, o, {}, a, now, policy(), 0.0);
+  auto high = dispatcher::next_after_submit({1, 3, 100, false, std::nullopt}, o, {}, a, now, policy(), 1.0);
   CHECK(low.state == JobState::queued);
   CHECK(low.run_after == now + 2s);
   CHECK(high.run_after == now + 4s);
@@ -125,10 +142,10 @@ TEST_CASE("a transient error requeues with jittered backoff, keeps the day's cou
   CHECK(a.day_used == 10);
 
   // The cap holds: attempt 20 waits at most retry_max.
-  auto late = dispatcher::next_after_submit({19, 30, 100}, o, {}, a, now, policy(), 1.0);
+  auto late = dispatcher::next_after_submit({19, 30, 100, false, std::nullopt}, o, {}, a, now, policy(), 1.0);
   CHECK(late.run_after == now + 600s);
 
-  auto last = dispatcher::next_after_submit({2, 3, 100}, o, {}, a, now, policy(), 0.5);
+  auto last = dispatcher::next_after_submit({2, 3, 100, false, std::nullopt}, o, {}, a, now, policy(), 0.5);
   CHECK(last.state == JobState::failed);
   CHECK(parsed(last.error_json).at("attempt").as_int64() == 3);
 }
@@ -193,6 +210,21 @@ TEST_CASE("a 401 halts dispatch for every instance and requeues the job untouche
   CHECK(t.refund == 100);
 }
 
+TEST_CASE("a proxy's 407 halts dispatch like a 401, with a reason a start can recognise") {
+  auto a = account();
+  auto o = outcome(api::OutcomeClass::unauthorized, 407, "the proxy http://proxy:3128 answered 407");
+  auto t = dispatcher::next_after_submit(job, o, {}, a, now, policy(), 0.5);
+  CHECK(t.state == JobState::queued);
+  REQUIRE(t.halt_reason.has_value());
+  CHECK(*t.halt_reason == std::string(dispatcher::proxy_halt_prefix) + "the proxy http://proxy:3128 answered 407");
+  CHECK(t.wait_reason == "dispatch halted: the proxy refused the credentials (407)");
+  CHECK(t.attempts_spent == 0);
+  CHECK(t.refund == 100);
+  auto halt = dispatcher::after_response(o, {}, a, now, policy());
+  REQUIRE(halt.has_value());
+  CHECK(halt->rfind(dispatcher::proxy_halt_prefix, 0) == 0);
+}
+
 TEST_CASE("a lost lease gives nothing back: whoever took the row refunded its claim") {
   auto a = account();
   for (auto c : {api::OutcomeClass::invalid_job, api::OutcomeClass::transient, api::OutcomeClass::rate_limited,
@@ -203,7 +235,7 @@ TEST_CASE("a lost lease gives nothing back: whoever took the row refunded its cl
     CHECK(dispatcher::refund_after_write(t, false) == 0);
   }
   // A free job refunds nothing either way.
-  auto t = dispatcher::next_after_submit({0, 1, 0}, outcome(api::OutcomeClass::invalid_job, 400), {}, a, now,
+  auto t = dispatcher::next_after_submit({0, 1, 0, false, std::nullopt}, outcome(api::OutcomeClass::invalid_job, 400), {}, a, now,
                                          policy(), 0.5);
   CHECK(dispatcher::refund_after_write(t, true) == 0);
 }
@@ -227,7 +259,7 @@ TEST_CASE("headers of any answer teach the shared limiter") {
 }
 
 TEST_CASE("completions: a video due for download, a failure refunded with the provider's reason") {
-  api::Completion done{"r-1", "completed", "https://cdn.example/v.mp4", "{}", ""};
+  api::Completion done{"r-1", "completed", "https://cdn.example/v.mp4", "{}", "", false};
   auto t = dispatcher::next_after_completion(done, true);
   REQUIRE(t.has_value());
   CHECK(t->state == JobState::completed);
@@ -238,7 +270,7 @@ TEST_CASE("completions: a video due for download, a failure refunded with the pr
   done.url.clear();
   CHECK_FALSE(dispatcher::next_after_completion(done, true)->download_due);
 
-  api::Completion failed{"r-2", "failed", "", "{}", "content policy"};
+  api::Completion failed{"r-2", "failed", "", "{}", "content policy", false};
   t = dispatcher::next_after_completion(failed, true);
   CHECK(t->state == JobState::failed);
   CHECK(t->refund_cost);
@@ -251,7 +283,7 @@ TEST_CASE("completions: a video due for download, a failure refunded with the pr
 
   // An early webhook (it beat the submit's record) is the same completion, applied later:
   // the decision does not depend on when it is applied.
-  api::Completion early{"r-3", "completed", "https://cdn.example/e.mp4", "{\"seed\": 1}", ""};
+  api::Completion early{"r-3", "completed", "https://cdn.example/e.mp4", "{\"seed\": 1}", "", false};
   CHECK(dispatcher::next_after_completion(early, true)->state == JobState::completed);
 
   CHECK_FALSE(dispatcher::next_after_completion({"r-4", "processing", "", "{}", ""}, true).has_value());
@@ -281,7 +313,7 @@ TEST_CASE("polls back off from 5 s, doubling, up to poll.max_interval_seconds") 
   CHECK(dispatcher::next_poll_interval(3, p) == 40s);
   CHECK(dispatcher::next_poll_interval(7, p) == 600s);
   CHECK(dispatcher::next_poll_interval(1000, p) == 600s);
-  p.max_poll_interval = 7s;
+  p.poll.max_interval = 7s;
   CHECK(dispatcher::next_poll_interval(1, p) == 7s);
 }
 

@@ -5,4 +5,5 @@ SELECT b.batch,
                                                 klingq.expected_cost(j.mode, j.duration, $1, $2, $3, $4)))
                             FROM klingq.jobs j
                             WHERE j.batch = b.batch AND j.state IN ('dispatching', 'submitted', 'completed')), 0)
-FROM klingq.batch_budgets b
+FROM klingq.batches b
+WHERE b.budget IS NOT NULL
