@@ -4,7 +4,8 @@
 --   actor    "console:operator#2" (the line of console.operator_token_file whose token
 --            was shown; never the token) or "cli:USER@HOST"
 --   action   pause | resume | retry | cancel | retry_failed | batch_cancel | ...
---   job_id   the job acted on (NULL for account and batch actions)
+--   job_id   the job acted on (NULL for account and batch actions); an audit record, so
+--            deleting the job leaves it
 --   batch    the batch acted on (NULL otherwise)
 --   reason   what the operator typed, if anything
 --   detail   what it did: {"count": N, "ids": [...]} and the like
@@ -13,7 +14,7 @@ CREATE TABLE klingq.operator_events (
   at      timestamptz NOT NULL DEFAULT clock_timestamp(),
   actor   text NOT NULL,
   action  text NOT NULL,
-  job_id  bigint REFERENCES klingq.jobs (id) ON DELETE CASCADE,
+  job_id  bigint,  -- no foreign key: the record outlives the job (and TRUNCATE jobs works)
   batch   text,
   reason  text,
   detail  jsonb NOT NULL DEFAULT '{}'
