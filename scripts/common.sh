@@ -7,7 +7,8 @@ KLINGQ_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 KLINGQ_PACKAGES=(build-essential cmake ninja-build pkg-config ccache
   libboost1.81-dev libboost-json1.81-dev libpqxx-dev libyaml-cpp-dev doctest-dev
   libssl-dev libpq-dev prometheus-cpp-dev postgresql wrk systemd clang-14 python3
-  libclang-rt-14-dev dpkg-dev openssl prometheus)
+  libclang-rt-14-dev dpkg-dev openssl prometheus
+  chromium nodejs)  # the console's browser test (tests/browser): headless Chromium, puppeteer-core
 
 install_dependencies() {
   local missing=()
@@ -20,6 +21,12 @@ install_dependencies() {
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  # npm comes with some nodejs builds and is its own Debian package with others.
+  if ! command -v npm >/dev/null; then
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends npm >/dev/null
   fi
 }
 

@@ -4,6 +4,7 @@
 
 #include "db/jobs.hpp"
 #include "db/operator.hpp"
+#include "operate/operate.hpp"
 
 #include <boost/json.hpp>
 #include <pqxx/pqxx>
@@ -27,7 +28,7 @@ int run_pause(Context& context) {
   auto reason = context.arguments.value("--reason");
   auto connection = context.connect();
   pqxx::work tx(*connection);
-  auto halted_reason = db::account_admin::pause(tx, reason);
+  auto halted_reason = operate::pause(tx, operate::cli_actor(reason)).halted_reason;
   tx.commit();
   if (context.json()) {
     print_json(context.out, boost::json::object{
@@ -46,9 +47,7 @@ int run_resume(Context& context) {
   if (!context.arguments.operands.empty()) throw UsageError("resume takes no operands");
   auto connection = context.connect();
   pqxx::work tx(*connection);
-  auto halted_reason = db::account_admin::resume(tx);
-  // Wake the dispatchers now rather than at their next safety poll.
-  db::jobs::notify(tx, "resume");
+  auto halted_reason = operate::resume(tx, operate::cli_actor(context.arguments.value("--reason"))).halted_reason;
   tx.commit();
   if (context.json()) {
     print_json(context.out, boost::json::object{{"account", account_name}, {"paused", false}});

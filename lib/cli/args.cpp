@@ -59,34 +59,53 @@ const std::vector<CommandSpec>& commands() {
        "  null means the column's default. Empty lines are ignored.\n"
        "The load is one transaction: it inserts every good row or nothing, and wakes the\n"
        "dispatchers with one NOTIFY.\n"},
-      {"status", "", "jobs by state and batch, credits spent, oldest queued job",
-       {{"--batch", "LABEL", "only this batch"}}, ""},
+      {"status", "", "jobs by state and batch, credits spent, oldest queued job, ETA",
+       {{"--batch", "LABEL", "only this batch"},
+        {"--watch", "", "redraw every --interval seconds until Ctrl-C"},
+        {"--interval", "SECONDS", "with --watch (default 2)"}},
+       "Each batch's ETA says when it will be done under the account's limits, balance and\n"
+       "budget, and what holds it (\"daily cap: done Thursday 14:10 UTC\", \"credits run out\n"
+       "after 4,200 more jobs\"). The generation time is poll.first_after_seconds of --config.\n"},
       {"jobs", "", "list jobs",
        {{"--state", "STATE", "queued|dispatching|submitted|completed|failed|cancelled"},
         {"--batch", "LABEL", "only this batch"},
         {"--limit", "N", "at most N jobs, lowest id first (default 50)"}},
-       ""},
+       "The url column is the video of a completed job (`klingq show ID` for everything).\n"},
+      {"show", "ID", "one job: its fields, video URL, output file and event timeline", {},
+       "The timeline merges the job's state changes (klingq.job_events) with the operator\n"
+       "actions on it (klingq.operator_events: who, and why). Exit 1 for an unknown id.\n"},
+      {"wait", "", "wait until a batch is done",
+       {{"--batch", "LABEL", "the batch to wait for (required)"},
+        {"--timeout", "SECONDS", "give up after this long (exit 1; default: wait for ever)"},
+        {"--interval", "SECONDS", "how often to look (default 2)"}},
+       "Exits 0 when no job of the batch is queued, dispatching or submitted and none\n"
+       "failed, 1 when any failed (or on --timeout, or when the batch has no jobs). On a\n"
+       "terminal a progress line on stderr shows the counts and the ETA.\n"},
       {"cancel", "ID...", "cancel queued jobs",
-       {{"--batch", "LABEL", "every cancellable job of this batch instead of IDs"}},
+       {{"--batch", "LABEL", "every cancellable job of this batch instead of IDs"},
+        {"--reason", "TEXT", "recorded with who cancelled (klingq.operator_events)"}},
        "Queued jobs, and jobs whose dispatching lease has expired, become cancelled.\n"
        "Submitted jobs are refused: the API has accepted and charged them. Exit 1 when any\n"
        "job asked for (or in flight in the batch) could not be cancelled.\n"},
       {"retry", "ID...", "queue failed or cancelled jobs again",
        {{"--batch", "LABEL", "the failed and cancelled jobs of this batch"},
-        {"--failed", "", "every failed job (with --batch: of that batch)"}},
+        {"--failed", "", "every failed job (with --batch: of that batch)"},
+        {"--reason", "TEXT", "recorded with who retried (klingq.operator_events)"}},
        "Attempts restart at 0, run_after is now, the last error moves into\n"
        "last_error.history. Jobs the API had accepted get a new idempotency key, so the\n"
        "API generates them anew. The dispatchers are woken with NOTIFY klingq_jobs.\n"},
       {"pause", "", "stop dispatch on every klingqd instance",
        {{"--reason", "TEXT", "shown by `klingq limits` and the dashboards"}},
        "Jobs already submitted still complete; nothing new is sent until `klingq resume`.\n"},
-      {"resume", "", "resume dispatch after `klingq pause`", {}, ""},
+      {"resume", "", "resume dispatch after `klingq pause`",
+       {{"--reason", "TEXT", "recorded with who resumed (klingq.operator_events)"}}, ""},
       {"limits", "", "the account's limits, windows, in-flight jobs, balance and pauses", {}, ""},
       {"estimate", "", "credits the queued jobs will cost, against the known balance",
        {{"--batch", "LABEL", "only this batch"}},
        "Counts jobs queued or being dispatched, priced by the cost table (--config, else\n"
-       "standard 5s=100, 10s=200, professional 5s=300, 10s=500). Exits 1 when the known\n"
-       "balance (less credits.reserve) is short of the estimate.\n"},
+       "standard 5s=100, 10s=200, professional 5s=300, 10s=500), and says when they will\n"
+       "be done under the account's limits (the ETA of `klingq status`). Exits 1 when the\n"
+       "known balance (less credits.reserve) is short of the estimate.\n"},
       {"batch", "set|pause|resume BATCH | list", "per-batch weight, caps, budget and pause (fair shares)",
        {{"--weight", "N", "set: the batch's share among runnable batches of its priority (1-10000, default 1)"},
         {"--max-parallel", "N|none", "set: at most N of its jobs in flight at once"},

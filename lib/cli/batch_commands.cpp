@@ -4,6 +4,7 @@
 #include "cli/context.hpp"
 
 #include "db/batches.hpp"
+#include "operate/operate.hpp"
 #include "db/jobs.hpp"
 
 #include <boost/json.hpp>
@@ -71,8 +72,7 @@ int batch_set(Context& context) {
   if (context.arguments.value("--reason")) throw UsageError("--reason is for batch pause");
   auto connection = context.connect();
   pqxx::work tx(*connection);
-  auto now = db::batches::set(tx, batch, weight, max_parallel, daily_cap, budget);
-  db::jobs::notify(tx, "batch");  // a larger share or a lifted cap may let jobs go now
+  auto now = operate::set_batch(tx, batch, weight, max_parallel, daily_cap, budget, operate::cli_actor());
   tx.commit();
   if (context.json()) {
     print_json(context.out, settings_json(now));
@@ -92,8 +92,7 @@ int batch_pause(Context& context, bool paused) {
   if (reason && !paused) throw UsageError("--reason is for batch pause");
   auto connection = context.connect();
   pqxx::work tx(*connection);
-  db::batches::set_paused(tx, batch, paused, reason);
-  if (!paused) db::jobs::notify(tx, "resume");
+  operate::pause_batch(tx, batch, paused, operate::cli_actor(reason));
   tx.commit();
   if (context.json()) {
     print_json(context.out, boost::json::object{{"batch", json_label(batch)}, {"paused", paused}});

@@ -9,6 +9,7 @@
 #include <boost/json.hpp>
 #include <pqxx/pqxx>
 
+#include <algorithm>
 #include <cstdlib>
 #include <ostream>
 
@@ -23,7 +24,7 @@ constexpr Entry entries[] = {
     {"migrate", run_migrate}, {"submit", run_submit}, {"status", run_status},
     {"jobs", run_jobs},       {"cancel", run_cancel}, {"retry", run_retry},
     {"pause", run_pause},     {"resume", run_resume}, {"limits", run_limits},
-    {"estimate", run_estimate}, {"batch", run_batch},
+    {"estimate", run_estimate}, {"show", run_show}, {"wait", run_wait}, {"batch", run_batch},
 };
 
 }  // namespace
@@ -95,7 +96,7 @@ int run(const std::vector<std::string>& argument_list, std::ostream& out, std::o
     return exit_ok;
   }
 
-  Context context{arguments, out, err, terminal, {}, {}, 0};
+  Context context{arguments, out, err, terminal, {}, {}, 0, {}};
   if (auto url = arguments.value("--database")) context.database_url = *url;
   if (context.database_url.empty()) {
     if (const char* env = std::getenv("KLINGQ_DATABASE_URL"); env && *env) {
@@ -108,6 +109,11 @@ int run(const std::vector<std::string>& argument_list, std::ostream& out, std::o
       if (context.database_url.empty()) context.database_url = loaded.database.url;
       context.cost = loaded.credits.cost;
       context.credit_reserve = loaded.credits.reserve;
+      context.eta.reserve = loaded.credits.reserve;
+      context.eta.window_seconds = loaded.limits.window_seconds;
+      context.eta.generation_seconds = loaded.poll.first_after_seconds;
+      context.eta.requests_per_job = loaded.webhook.listen.empty() ? 1.0 / std::max(0.05, 1.0 - loaded.poll.share) : 1.0;
+      context.eta.default_day_start_ms = std::int64_t{loaded.limits.day_starts_at_minutes.value_or(0)} * 60000;
     } catch (const std::exception& e) {
       context.report_error(exit_usage, "klingq: " + *path + ": " + e.what());
       return exit_usage;
@@ -115,6 +121,15 @@ int run(const std::vector<std::string>& argument_list, std::ostream& out, std::o
   }
   context.libpq_environment = context.database_url.empty() && libpq_environment_set();
 
+  const auto& c = context.cost;
+  context.eta.prices = {c.standard_5, c.standard_10, c.professional_5, c.professional_10};
+  if (!arguments.value("--config")) {
+    // Without --config the defaults apply, as klingqd's would.
+    config::Config defaults;
+    context.eta.window_seconds = defaults.limits.window_seconds;
+    context.eta.generation_seconds = defaults.poll.first_after_seconds;
+    context.eta.requests_per_job = 1.0 / (1.0 - defaults.poll.share);
+  }
   try {
     for (const auto& entry : entries) {
       if (arguments.command == entry.name) return entry.command(context);

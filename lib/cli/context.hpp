@@ -5,6 +5,7 @@
 #include "cli/args.hpp"
 #include "cli/cli.hpp"
 #include "config/config.hpp"
+#include "operate/queue_view.hpp"
 
 #include <boost/json/value.hpp>
 #include <pqxx/connection>
@@ -27,6 +28,7 @@ struct Context {
   config::CostTable cost;       // --config's, else the defaults
   std::int64_t credit_reserve = 0;  // credits.reserve of --config
   bool libpq_environment = false;   // no URL, but PGHOST/PGDATABASE/...: libpq's defaults
+  operate::EtaSettings eta;          // what the ETA takes from --config (else the defaults)
 
   bool json() const { return arguments.flag("--json"); }
   // A connection in a UTC session with the schema checked; throws
@@ -49,6 +51,8 @@ int run_pause(Context&);
 int run_resume(Context&);
 int run_limits(Context&);
 int run_estimate(Context&);
+int run_show(Context&);
+int run_wait(Context&);
 int run_batch(Context&);
 
 // --- output helpers (output.cpp) ---
@@ -62,6 +66,8 @@ boost::json::value json_int(const std::optional<std::int64_t>& value);          
 boost::json::value json_text(const std::optional<std::string>& text);           // string or null
 std::string text_or(const std::optional<std::string>& text, const std::string& if_null);
 std::string text_or(const std::optional<std::int64_t>& value, const std::string& if_null);
+// Epoch milliseconds -> "2026-01-01T00:00:00.123Z"; "-" for none.
+std::string iso_ms(const std::optional<std::int64_t>& ms);
 // "3d 4h", "12m 5s", "42s"
 std::string human_duration(double seconds);
 // Left-aligned columns; widths count UTF-8 code points.

@@ -1,6 +1,9 @@
 // Output helpers shared by the commands: JSON, tables, times and durations.
 #include "cli/context.hpp"
 
+#include <cstdio>
+#include <ctime>
+
 #include "loader/validate.hpp"
 
 #include <boost/json/serialize.hpp>
@@ -23,6 +26,17 @@ std::string iso_time(const std::string& text) {
     iso.replace(iso.size() - 3, 3, "Z");
   }
   return iso;
+}
+
+std::string iso_ms(const std::optional<std::int64_t>& ms) {
+  if (!ms) return "-";
+  std::time_t seconds = static_cast<std::time_t>(*ms / 1000);
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  char text[40];
+  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(*ms % 1000));
+  return text;
 }
 
 boost::json::value json_time(const std::optional<std::string>& text) {

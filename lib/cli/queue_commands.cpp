@@ -5,6 +5,8 @@
 #include "db/jobs.hpp"
 #include "db/operator.hpp"
 #include "loader/job.hpp"
+#include "operate/operate.hpp"
+#include "operate/queue_view.hpp"
 
 #include <boost/json.hpp>
 #include <pqxx/pqxx>
@@ -14,6 +16,8 @@
 #include <map>
 #include <ostream>
 #include <set>
+#include <sstream>
+#include <thread>
 
 namespace klingq::cli {
 namespace {
@@ -37,11 +41,19 @@ std::string plural(std::size_t n, const char* word) {
 
 }  // namespace
 
-int run_status(Context& context) {
-  if (!context.arguments.operands.empty()) throw UsageError("status takes no operands");
+namespace {
+boost::json::value eta_json(const std::optional<eta::Estimate>& e) {
+  if (!e) return nullptr;
+  return boost::json::object{
+      {"held_by", eta::to_string(e->held_by)},
+      {"done_at", e->done_at ? boost::json::value(iso_ms(to_epoch_ms(*e->done_at))) : boost::json::value(nullptr)},
+      {"jobs_payable", e->jobs_payable ? boost::json::value(*e->jobs_payable) : boost::json::value(nullptr)},
+      {"text", e->text}};
+}
+
+int status_once(Context& context, pqxx::connection& connection) {
   auto batch = batch_option(context);
-  auto connection = context.connect();
-  pqxx::read_transaction tx(*connection);
+  pqxx::read_transaction tx(connection);
   auto rows = db::queue_summary::select(tx, batch);
   // Why queued jobs do not move: what holds every instance (pause, a 401 halt, no or
   // too little credit) and the reasons the queued rows give.
@@ -60,6 +72,9 @@ int run_status(Context& context) {
                      "; jobs wait for a top-up");
     }
   }
+  auto view = operate::queue_view(tx, context.eta, false);
+  std::map<std::optional<std::string>, std::optional<eta::Estimate>> etas;
+  for (const auto& b : view.batches) etas[b.batch] = b.eta;
 
   boost::json::object totals = zero_states();
   std::map<std::optional<std::string>, boost::json::object> by_batch;
@@ -97,7 +112,8 @@ int run_status(Context& context) {
       batches.push_back(boost::json::object{
           {"batch", label ? boost::json::value(*label) : boost::json::value(nullptr)},
           {"states", counts},
-          {"total", batch_total}});
+          {"total", batch_total},
+          {"eta", eta_json(etas[label])}});
     }
     print_json(context.out,
                boost::json::object{
@@ -116,7 +132,10 @@ int run_status(Context& context) {
     return exit_ok;
   }
 
-  if (batch) context.out << "batch \"" << *batch << "\"\n";
+  if (batch) {
+    context.out << "batch \"" << *batch << "\"\n";
+    if (auto it = etas.find(batch); it != etas.end() && it->second) context.out << "eta: " << it->second->text << "\n";
+  }
   std::vector<std::vector<std::string>> table;
   for (const char* state : states) table.push_back({state, std::to_string(totals[state].as_int64())});
   table.push_back({"total", std::to_string(total)});
@@ -135,15 +154,38 @@ int run_status(Context& context) {
     context.out << "\n";
     std::vector<std::string> headers = {"batch"};
     for (const char* state : states) headers.push_back(state);
+    headers.push_back("eta");
     std::vector<std::vector<std::string>> batch_rows;
     for (auto& [label, counts] : by_batch) {
       std::vector<std::string> row = {label ? *label : "(none)"};
       for (const char* state : states) row.push_back(std::to_string(counts[state].as_int64()));
+      const auto& e = etas[label];
+      row.push_back(e ? e->text : "-");
       batch_rows.push_back(std::move(row));
     }
     print_table(context.out, headers, batch_rows);
   }
   return exit_ok;
+}
+}  // namespace
+
+int run_status(Context& context) {
+  if (!context.arguments.operands.empty()) throw UsageError("status takes no operands");
+  auto connection = context.connect();
+  if (!context.arguments.flag("--watch")) return status_once(context, *connection);
+  std::int64_t interval = 2;
+  if (auto text = context.arguments.value("--interval")) interval = positive_integer("--interval", *text);
+  // Redraw until interrupted (Ctrl-C ends the process); each frame is one read
+  // transaction, drawn whole so that the screen never shows half of one.
+  while (true) {
+    std::ostringstream frame;
+    Context each{context.arguments, frame, context.err, context.terminal, context.database_url,
+                 context.cost,      context.credit_reserve, context.eta};
+    status_once(each, *connection);
+    if (!context.json()) context.out << "\x1b[H\x1b[2J" << iso_ms(to_epoch_ms(Clock::now())) << "  (every " << interval << " s, Ctrl-C to stop)\n\n";
+    context.out << frame.str() << std::flush;
+    std::this_thread::sleep_for(std::chrono::seconds(interval));
+  }
 }
 
 int run_jobs(Context& context) {
@@ -171,7 +213,8 @@ int run_jobs(Context& context) {
                                          {"batch", json_text(job.batch)},
                                          {"error_class", json_text(job.error_class)},
                                          {"error_message", json_text(job.error_message)},
-                                         {"created_at", json_time(job.created_at)}});
+                                         {"created_at", json_time(job.created_at)},
+                                         {"url", json_text(job.url)}});
     }
     print_json(context.out, boost::json::object{{"jobs", jobs}});
     return exit_ok;
@@ -183,9 +226,9 @@ int run_jobs(Context& context) {
       error = text_or(job.error_class, "?") + ": " + one_line(text_or(job.error_message, ""), 60);
     }
     table.push_back({std::to_string(job.id), job.state, std::to_string(job.attempts), text_or(job.remote_id, "-"),
-                     text_or(job.credit_cost, "-"), one_line(job.prompt, 40), error});
+                     text_or(job.credit_cost, "-"), one_line(job.prompt, 40), error, text_or(job.url, "-")});
   }
-  print_table(context.out, {"id", "state", "attempts", "remote_id", "credits", "prompt", "last error"},
+  print_table(context.out, {"id", "state", "attempts", "remote_id", "credits", "prompt", "last error", "url"},
               table);
   if (static_cast<std::int64_t>(rows.size()) == limit) {
     context.out << "(first " << limit << " jobs; --limit N for more)\n";
@@ -203,65 +246,36 @@ int run_cancel(Context& context) {
 
   auto connection = context.connect();
   pqxx::work tx(*connection);
-  auto cancelled = batch ? db::jobs_admin::cancel_by_batch(tx, *batch) : db::jobs_admin::cancel_by_ids(tx, ids);
-  std::set<std::int64_t> done(cancelled.begin(), cancelled.end());
+  auto actor = operate::cli_actor(context.arguments.value("--reason"));
+  auto outcome = batch ? operate::cancel_batch(tx, *batch, actor) : operate::cancel_jobs(tx, ids, actor);
+  tx.commit();
 
   // Why the others were not cancelled.
   boost::json::array refused;
   std::vector<std::string> messages;
-  bool empty_batch = false;
-  if (batch) {
-    std::int64_t in_batch = 0;
-    for (const auto& [state, count] : db::jobs_admin::count_batch_by_state(tx, *batch)) {
-      in_batch += count;
-      std::string reason;
-      if (state == "submitted") reason = "already accepted and charged by the API";
-      else if (state == "dispatching") reason = "being submitted right now (lease still held)";
-      else continue;  // finished jobs need no cancelling
-      refused.push_back(boost::json::object{{"state", state}, {"count", count}, {"reason", reason}});
-      messages.push_back(std::to_string(count) + " " + state + " job" + (count == 1 ? "" : "s") +
-                         " not cancelled: " + reason);
-    }
-    if (in_batch == 0) {
-      empty_batch = true;
-      messages.push_back("no jobs in batch \"" + *batch + "\"");
-    }
-  } else {
-    std::map<std::int64_t, std::pair<std::string, std::string>> found;
-    for (const auto& job : db::jobs_admin::state_by_ids(tx, ids)) {
-      found[job.id] = {job.state, text_or(job.lease_expires_at, "")};
-    }
-    for (auto id : ids) {
-      if (done.count(id)) continue;
-      std::string state, reason;
-      if (auto it = found.find(id); it == found.end()) {
-        reason = "no such job";
-      } else {
-        state = it->second.first;
-        if (state == "submitted") reason = "already accepted and charged by the API";
-        else if (state == "dispatching") reason = "being submitted right now; its lease expires at " + iso_time(it->second.second);
-        else reason = "already " + state;
-      }
+  for (const auto& r : outcome.refused) {
+    if (batch) {
+      refused.push_back(boost::json::object{{"state", r.state.value_or("")}, {"count", r.count}, {"reason", r.reason}});
+    } else {
       refused.push_back(boost::json::object{
-          {"id", id}, {"state", state.empty() ? boost::json::value(nullptr) : boost::json::value(state)},
-          {"reason", reason}});
-      messages.push_back("job " + std::to_string(id) + " not cancelled: " + reason);
+          {"id", *r.id}, {"state", r.state ? boost::json::value(*r.state) : boost::json::value(nullptr)},
+          {"reason", r.reason}});
     }
+    messages.push_back(r.message);
   }
-  tx.commit();
+  if (outcome.empty_batch) messages.push_back("no jobs in batch \"" + *batch + "\"");
 
-  const bool partial = !refused.empty() || empty_batch;
   if (context.json()) {
     boost::json::array cancelled_ids;
-    for (auto id : done) cancelled_ids.push_back(id);
+    for (auto id : outcome.done) cancelled_ids.push_back(id);
     print_json(context.out, boost::json::object{{"cancelled", cancelled_ids},
-                                                {"count", done.size()},
+                                                {"count", outcome.done.size()},
                                                 {"refused", refused}});
   } else {
-    context.out << "cancelled " << plural(done.size(), "job") << "\n";
+    context.out << "cancelled " << plural(outcome.done.size(), "job") << "\n";
   }
   for (const auto& message : messages) context.err << "klingq cancel: " << message << "\n";
-  return partial ? exit_failed : exit_ok;
+  return outcome.partial() ? exit_failed : exit_ok;
 }
 
 int run_retry(Context& context) {
@@ -278,34 +292,25 @@ int run_retry(Context& context) {
 
   auto connection = context.connect();
   pqxx::work tx(*connection);
-  auto retried = by_selection ? db::jobs_admin::retry_by_selection(tx, batch, failed_only)
-                              : db::jobs_admin::retry_by_ids(tx, ids);
-  std::set<std::int64_t> done(retried.begin(), retried.end());
+  auto actor = operate::cli_actor(context.arguments.value("--reason"));
+  auto outcome = by_selection ? operate::retry_selection(tx, batch, failed_only, actor)
+                              : operate::retry_jobs(tx, ids, actor);
+  tx.commit();
   boost::json::array refused;
   std::vector<std::string> messages;
-  if (!by_selection) {
-    std::map<std::int64_t, std::string> found;
-    for (const auto& job : db::jobs_admin::state_by_ids(tx, ids)) found[job.id] = job.state;
-    for (auto id : ids) {
-      if (done.count(id)) continue;
-      auto it = found.find(id);
-      std::string reason = it == found.end() ? "no such job"
-                                             : "it is " + it->second + ", only failed or cancelled jobs are retried";
-      refused.push_back(boost::json::object{{"id", id}, {"reason", reason}});
-      messages.push_back("job " + std::to_string(id) + " not retried: " + reason);
-    }
+  for (const auto& r : outcome.refused) {
+    refused.push_back(boost::json::object{{"id", *r.id}, {"reason", r.reason}});
+    messages.push_back(r.message);
   }
-  if (!done.empty()) db::jobs::notify(tx, "retry");
-  tx.commit();
 
   if (context.json()) {
     boost::json::array retried_ids;
-    for (auto id : done) retried_ids.push_back(id);
+    for (auto id : outcome.done) retried_ids.push_back(id);
     print_json(context.out, boost::json::object{{"retried", retried_ids},
-                                                {"count", done.size()},
+                                                {"count", outcome.done.size()},
                                                 {"refused", refused}});
   } else {
-    context.out << "queued " << plural(done.size(), "job") << " again\n";
+    context.out << "queued " << plural(outcome.done.size(), "job") << " again\n";
   }
   for (const auto& message : messages) context.err << "klingq retry: " << message << "\n";
   return refused.empty() ? exit_ok : exit_failed;
@@ -318,6 +323,37 @@ int run_estimate(Context& context) {
   pqxx::read_transaction tx(*connection);
   auto rows = db::jobs_admin::count_queued_by_price(tx, batch);
   auto account = db::account_admin::balance(tx);
+  // When they will be done: the batch's ETA, or the whole queue's as one batch.
+  auto view = operate::queue_view(tx, context.eta, false);
+  std::optional<eta::Estimate> when;
+  if (view.account) {
+    if (batch) {
+      for (const auto& b : view.batches) if (b.batch == batch) when = b.eta;
+    } else {
+      eta::BatchQueue all;
+      for (const auto& b : view.batches) {
+        all.queued += b.queued();
+        all.in_flight += b.in_flight();
+      }
+      all.priority = 0;
+      for (const auto& row : rows) all.queued_cost += loader::credit_cost(context.cost, row.mode, row.duration) * row.jobs;
+      eta::Account acc;
+      const auto& a = *view.account;
+      acc.limits.rpm = a.rpm_limit;
+      acc.limits.window_seconds = context.eta.window_seconds;
+      acc.limits.requests_per_job = context.eta.requests_per_job;
+      acc.limits.parallel = a.parallel_limit;
+      acc.limits.daily = a.day_limit;
+      acc.limits.day_used = a.day_used;
+      acc.limits.day_ends = view.day_ends;
+      acc.balance = a.balance;
+      acc.reserve = context.credit_reserve;
+      acc.generation_seconds = context.eta.generation_seconds;
+      acc.paused = a.paused;
+      acc.halted = a.halted_reason.has_value();
+      when = eta::estimate_batches(acc, {all}, view.now).front();
+    }
+  }
 
   std::int64_t jobs = 0, credits = 0;
   boost::json::array breakdown;
@@ -363,7 +399,8 @@ int run_estimate(Context& context) {
                    {"balance_at", balance_at ? boost::json::value(*balance_at) : boost::json::value(nullptr)},
                    {"reserve", context.credit_reserve},
                    {"sufficient", sufficient ? boost::json::value(*sufficient) : boost::json::value(nullptr)},
-                   {"shortfall", shortfall}});
+                   {"shortfall", shortfall},
+                   {"eta", eta_json(when)}});
     return sufficient == false ? exit_failed : exit_ok;
   }
   if (batch) context.out << "batch \"" << *batch << "\"\n";
@@ -383,6 +420,7 @@ int run_estimate(Context& context) {
                 << (*sufficient ? "enough credit for all of them\n"
                                 : "short by " + std::to_string(shortfall) + " credits\n");
   }
+  context.out << "eta: " << (when ? when->text : std::string("unknown (klingqd has not started yet)")) << "\n";
   // Scripts gate a load on this: short of credits is not "ok".
   return sufficient == false ? exit_failed : exit_ok;
 }

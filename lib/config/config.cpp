@@ -169,6 +169,8 @@ const std::vector<Key>& keys() {
       {"outputs.max_bytes", field(&Config::outputs, &OutputsConfig::max_bytes)},
       {"outputs.timeout_seconds", field(&Config::outputs, &OutputsConfig::timeout_seconds)},
       {"outputs.concurrency", field(&Config::outputs, &OutputsConfig::concurrency)},
+      {"console.operator_token_file", field(&Config::console, &ConsoleConfig::operator_token_file)},
+      {"console.viewer_token_file", field(&Config::console, &ConsoleConfig::viewer_token_file)},
   };
   return table;
 }
@@ -363,6 +365,10 @@ void Config::validate() const {
   require(outputs.timeout_seconds >= 1, "outputs.timeout_seconds", "must be at least 1");
   require(outputs.concurrency >= 1 && outputs.concurrency <= 256, "outputs.concurrency",
           "must be between 1 and 256");
+  require(console.operator_token_file.empty() || !http.listen.empty(), "console.operator_token_file",
+          "is set but http.listen is not: the console is served on http.listen");
+  require(console.viewer_token_file.empty() || !http.listen.empty(), "console.viewer_token_file",
+          "is set but http.listen is not: the console is served on http.listen");
 }
 
 Config parse(const std::string& yaml_text) {
@@ -647,6 +653,41 @@ std::vector<std::string> keep_restart_keys(const Config& running, Config& fresh)
   // The instance's name is in its leases and heartbeat row: it cannot change under them.
   keep("dispatch.instance_id", fresh.dispatch.instance_id, running.dispatch.instance_id);
   return changed;
+}
+
+namespace {
+std::vector<Secret> read_tokens(const std::string& path, const std::string& key) {
+  std::error_code ignored;
+  if (std::filesystem::is_directory(path, ignored)) fail(key, "is a directory, not a file of tokens");
+  std::ifstream file(path);
+  if (!file) fail(key, "file is missing or unreadable");
+  std::vector<Secret> tokens;
+  std::string line;
+  while (std::getline(file, line)) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
+    std::size_t start = line.find_first_not_of(" \t");
+    if (start == std::string::npos || line[start] == '#') continue;
+    line.erase(0, start);
+    // A token is one word: a space inside is a pasted line, not a token.
+    if (line.find_first_of(" \t") != std::string::npos) fail(key, "a line holds more than one word");
+    if (line.size() < 16) fail(key, "a token is shorter than 16 characters");
+    tokens.emplace_back(line);
+  }
+  if (tokens.empty()) fail(key, "file holds no token");
+  return tokens;
+}
+}  // namespace
+
+ConsoleTokens load_console_tokens(const Config& config) {
+  ConsoleTokens tokens;
+  if (!config.console.operator_token_file.empty()) {
+    tokens.operators = read_tokens(config.console.operator_token_file, "console.operator_token_file");
+  }
+  if (!config.console.viewer_token_file.empty()) {
+    tokens.viewers = read_tokens(config.console.viewer_token_file, "console.viewer_token_file");
+    tokens.viewers_configured = true;
+  }
+  return tokens;
 }
 
 }  // namespace klingq::config

@@ -139,6 +139,14 @@ struct OutputsConfig {
   int concurrency = 4;         // downloads this instance runs at once
 };
 
+struct ConsoleConfig {
+  // Files of tokens, one a line (blank lines and # comments skipped), read like the API
+  // key file. Operator tokens may act; viewer tokens only read. With a viewer file set,
+  // every read needs a token; without one, reads are open to whoever reaches http.listen.
+  std::string operator_token_file;
+  std::string viewer_token_file;
+};
+
 struct Config {
   DatabaseConfig database;
   ApiConfig api;
@@ -150,6 +158,7 @@ struct Config {
   HttpConfig http;
   LogConfig log;
   OutputsConfig outputs;
+  ConsoleConfig console;
 
   // The effective limits: plan defaults with the configured overrides applied.
   PlanLimits starting_limits() const;
@@ -172,6 +181,16 @@ std::vector<std::string> known_keys();
 // $KLINGQ_API_KEY is read once per process and then unset (and wiped from
 // /proc/<pid>/environ); later calls use the copy taken then.
 Secret load_api_key(const Config& config);
+
+// The console's tokens from console.operator_token_file / viewer_token_file (empty
+// lists when unset). Throws ConfigError naming the key when a set file is missing,
+// unreadable or holds no token; never names a token.
+struct ConsoleTokens {
+  std::vector<Secret> operators;
+  std::vector<Secret> viewers;
+  bool viewers_configured = false;  // console.viewer_token_file is set
+};
+ConsoleTokens load_console_tokens(const Config& config);
 
 // Where outgoing connections go: api.proxy (and api.no_proxy) for every scheme when it
 // is set, else the conventional environment, lower-case names first as curl reads them.

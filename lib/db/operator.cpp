@@ -54,6 +54,7 @@ std::vector<jobs_admin::Listed> jobs_admin::list(pqxx::transaction_base& tx, con
     job.error_class = text_of(r[7]);
     job.error_message = text_of(r[8]);
     job.created_at = r[9].as<std::string>();
+    job.url = text_of(r[10]);
     out.push_back(std::move(job));
   }
   return out;

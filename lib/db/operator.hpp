@@ -45,6 +45,7 @@ struct Listed {
   std::optional<std::string> error_class;    // last_error.last.class
   std::optional<std::string> error_message;  // last_error.last.message
   std::string created_at;                    // time stamp text
+  std::optional<std::string> url;            // the video, once completed
 };
 // Queued jobs with a wait_reason, counted by reason (most first); `batch` when given.
 std::vector<std::pair<std::string, std::int64_t>> count_waiting(pqxx::transaction_base& tx,

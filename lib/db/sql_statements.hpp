@@ -91,4 +91,18 @@ extern const char* const schema_migrations_insert;
 extern const char* const schema_migrations_list;
 extern const char* const schema_migrations_lock;
 
+
+// The operator console (lib/console) and the operator actions (lib/operate).
+extern const char* const account_overview;
+extern const char* const batches_count_by_state;
+extern const char* const batches_list_paused;
+extern const char* const credits_spent_last_hour;
+extern const char* const instances_list_live;
+extern const char* const job_events_last_hour;
+extern const char* const job_events_list_by_job;
+extern const char* const jobs_get;
+extern const char* const jobs_page;
+extern const char* const operator_events_insert;
+extern const char* const operator_events_list_by_job;
+extern const char* const session_force_custom_plans;
 }  // namespace klingq::db::sql

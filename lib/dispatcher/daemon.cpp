@@ -1,7 +1,9 @@
 // Daemon: listeners, signals and reload around the engine (daemon.hpp).
 #include "dispatcher/daemon.hpp"
 
+#include "console/routes.hpp"
 #include "db/migrations.hpp"
+#include "db/pool.hpp"
 #include "dispatcher/engine.hpp"
 #include "dispatcher/options.hpp"
 #include "http/client.hpp"
@@ -15,6 +17,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <pqxx/pqxx>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <functional>
@@ -25,8 +28,9 @@ namespace klingq::dispatcher {
 namespace asio = boost::asio;
 
 LoadedConfig load_config(const std::string& path) {
-  LoadedConfig loaded{config::load(path), {}};
+  LoadedConfig loaded{config::load(path), {}, {}};
   loaded.api_key = config::load_api_key(loaded.config);
+  loaded.console_tokens = config::load_console_tokens(loaded.config);
   return loaded;
 }
 
@@ -63,11 +67,15 @@ struct Daemon::State {
   LoadedConfig loaded;  // what the engine was started with (the "started" line)
   std::optional<http::Server> webhook_server;
   std::optional<http::Server> ops_server;
+  // The console's own connections, so that people looking at it never take a
+  // connection the dispatcher is waiting for.
+  std::optional<db::Pool> console_pool;
+  std::function<void(console::Access)> replace_console_tokens;  // SIGHUP
 };
 
 Daemon::Daemon(asio::io_context& io, Engine& engine, http::Client& api, ops::Metrics& metrics,
                std::string config_path, const LoadedConfig& loaded)
-    : state_(new State{io, engine, api, metrics, std::move(config_path), loaded, {}, {}}) {}
+    : state_(new State{io, engine, api, metrics, std::move(config_path), loaded, {}, {}, {}, {}}) {}
 
 Daemon::~Daemon() = default;
 
@@ -86,8 +94,22 @@ bool Daemon::listen() {
     }
     if (!cfg.http.listen.empty()) {
       auto& engine = s.engine;
-      s.ops_server.emplace(s.io.get_executor(), http::ServerOptions{},
-                           ops::make_ops_handler(s.metrics, [&engine] { return engine.ready_state(); }));
+      auto ops_handler = ops::make_ops_handler(s.metrics, [&engine] { return engine.ready_state(); });
+      // The console shares http.listen with /metrics (lib/console).
+      console::Options options;
+      const auto& cost = cfg.credits.cost;
+      options.settings.prices = {cost.standard_5, cost.standard_10, cost.professional_5, cost.professional_10};
+      options.settings.reserve = cfg.credits.reserve;
+      options.settings.window_seconds = cfg.limits.window_seconds;
+      // Polls take at most poll.share of the window, and are rare with webhooks.
+      options.settings.requests_per_job = cfg.webhook.listen.empty() ? 1.0 / std::max(0.05, 1.0 - cfg.poll.share) : 1.0;
+      options.settings.generation_seconds = cfg.poll.first_after_seconds;
+      options.settings.default_day_start_ms = std::int64_t{cfg.limits.day_starts_at_minutes.value_or(0)} * 60000;
+      s.console_pool.emplace(cfg.database.url, 2);
+      auto console = console::make_console(*s.console_pool, console::Access(s.loaded.console_tokens), options,
+                                           std::move(ops_handler));
+      s.replace_console_tokens = console.replace_access;
+      s.ops_server.emplace(s.io.get_executor(), console::server_options(options), std::move(console.handler));
       auto bound = s.ops_server->listen(cfg.http.listen);
       s.ops_server->start();
       std::cout << "http listening on " << bound.address().to_string() << ":" << bound.port() << std::endl;
@@ -115,6 +137,8 @@ bool Daemon::run() {
             const auto kept = config::keep_restart_keys(s.loaded.config, fresh.config);
             apply_logging(fresh.config);
             s.engine.reload(options_from(fresh.config, fresh.api_key));
+            // The console's tokens (http.listen itself is bound once, at start).
+            if (s.replace_console_tokens) s.replace_console_tokens(console::Access(fresh.console_tokens));
             s.loaded = fresh;
             if (kept.empty()) {
               log::notice("config_reloaded", {{"path", s.config_path}});

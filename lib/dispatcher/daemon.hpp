@@ -34,8 +34,9 @@ class Engine;
 struct LoadedConfig {
   config::Config config;
   config::Secret api_key;
+  config::ConsoleTokens console_tokens;  // console.operator_token_file / viewer_token_file
 };
-// Throws config::ConfigError naming the key (or the key file) that is wrong.
+// Throws config::ConfigError naming the key (or the key or token file) that is wrong.
 LoadedConfig load_config(const std::string& path);
 
 // log.level and log.json.

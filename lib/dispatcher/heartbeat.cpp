@@ -20,7 +20,12 @@ asio::awaitable<void> Heartbeat::run() {
 asio::awaitable<SteadyDuration> Heartbeat::run_once() {
   try {
     auto settings = ctx_.options.queue;
-    boost::json::object status_json{{"hold", to_string(ctx_.health.hold)}, {"in_flight_requests", ctx_.in_flight}};
+    // bad_signatures: webhooks refused for their signature since this instance started
+    // (the console sums them over the live instances; they are in no table).
+    boost::json::object status_json{
+        {"hold", to_string(ctx_.health.hold)},
+        {"in_flight_requests", ctx_.in_flight},
+        {"bad_signatures", static_cast<std::int64_t>(ctx_.metrics.webhooks(ops::WebhookResult::rejected_signature).Value())}};
     auto text = boost::json::serialize(status_json);
     snapshot_ = co_await ctx_.pool.run([settings, text](pqxx::connection& c) { return dispatcher::heartbeat(c, settings, text); });
     ctx_.health.note_database(true, "heartbeat");
