@@ -180,7 +180,7 @@ int run_status(Context& context) {
   while (true) {
     std::ostringstream frame;
     Context each{context.arguments, frame, context.err, context.terminal, context.database_url,
-                 context.cost,      context.credit_reserve, context.eta};
+                 context.cost,      context.credit_reserve, context.libpq_environment, context.eta};
     status_once(each, *connection);
     if (!context.json()) context.out << "\x1b[H\x1b[2J" << iso_ms(to_epoch_ms(Clock::now())) << "  (every " << interval << " s, Ctrl-C to stop)\n\n";
     context.out << frame.str() << std::flush;
