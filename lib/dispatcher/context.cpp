@@ -40,6 +40,7 @@ void Context::api_key_refused(const char* request, const api::Outcome& outcome) 
   log::error(outcome.http_status == 407 ? "proxy_auth_required" : "api_key_refused",
              {{"request", request}, {"message", outcome.message}});
   health.halted = true;
+  ++health.refusals;
   ops::Metrics::set_flag(metrics.halted(), true);
 }
 

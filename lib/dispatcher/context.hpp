@@ -42,6 +42,9 @@ namespace klingq::dispatcher {
 struct Health {
   bool database_ok = false;  // the last database round trip of any service succeeded
   bool halted = false;       // dispatch stopped by a 401 (seen by the claim or the heartbeat)
+  // 401s seen by this instance: a heartbeat snapshot read while one arrived may predate
+  // its halt in the database, so it must not clear the flag that 401 raised.
+  std::uint64_t refusals = 0;
   Hold hold = Hold::none;    // why the last claim took fewer rows than it asked for
   bool day_reset_assumed = true;  // with hold daily: only assumed, the credit refresher looks again
 

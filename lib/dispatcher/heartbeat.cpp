@@ -27,8 +27,11 @@ asio::awaitable<SteadyDuration> Heartbeat::run_once() {
         {"in_flight_requests", ctx_.in_flight},
         {"bad_signatures", static_cast<std::int64_t>(ctx_.metrics.webhooks(ops::WebhookResult::rejected_signature).Value())}};
     auto text = boost::json::serialize(status_json);
+    const auto refusals = ctx_.health.refusals;
     snapshot_ = co_await ctx_.pool.run([settings, text](pqxx::connection& c) { return dispatcher::heartbeat(c, settings, text); });
     ctx_.health.note_database(true, "heartbeat");
+    // A 401 that came while the snapshot was read stays: its halt may be newer than it.
+    if (ctx_.health.refusals != refusals) snapshot_.halted = true;
     ctx_.health.halted = snapshot_.halted;
     if (!registered_) {
       registered_ = true;

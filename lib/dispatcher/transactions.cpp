@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace klingq::dispatcher {
 using ratelimit::AccountState;
@@ -367,8 +368,23 @@ Picked pick_by_shares(pqxx::work& tx, const QueueSettings& settings, const Locke
         std::vector<bool> chosen(seq.size(), false);
         for (auto index : choice.chosen) chosen[index] = true;
         std::vector<std::int64_t> waiting;
+        std::unordered_set<std::int64_t> taken_ids;
         for (std::size_t i = 0; i < seq.size(); ++i) {
-          if (!chosen[i] && candidates[i].batch_budget < 0) waiting.push_back(heads[seq[i]].id);
+          if (chosen[i]) {
+            taken_ids.insert(heads[seq[i]].id);
+          } else if (candidates[i].batch_budget < 0) {
+            waiting.push_back(heads[seq[i]].id);
+          }
+        }
+        // The plan holds only as many rows as the request budget allows now (one, at a
+        // low rate): the next rows in line are told too, a page at a time.
+        for (const auto& row : db::jobs::select_claimable(tx, 200, prices)) {
+          const auto key = row.batch.value_or("");
+          if (taken_ids.count(row.id) ||
+              std::find(budget_keys.begin(), budget_keys.end(), key) != budget_keys.end()) {
+            continue;
+          }
+          waiting.push_back(row.id);
         }
         db::jobs::mark_credit_waiting(tx, waiting, credit_wait_reason);
       }

@@ -195,7 +195,7 @@ TEST_CASE("dispatch_held: a change of what holds dispatch is logged once, not ev
   CHECK(lines == 2);
 }
 
-TEST_CASE("JSON log lines carry a time stamp and numbers as numbers; identifiers stay strings") {
+TEST_CASE("JSON log lines carry a time stamp and numbers as numbers, identifiers stay strings") {
   auto line = log::format(log::Level::info, "job_submitted",
                           {{"job", "42"}, {"remote_id", "123"}, {"credits", "300"}, {"seconds", "1.5"},
                            {"code", "007"}, {"instance", "9"}, {"message", "ok"}},

@@ -212,7 +212,7 @@ TEST_CASE("shares: a batch capped by its budget, max_parallel or daily cap gives
   }
 }
 
-TEST_CASE("shares: a higher priority goes first; a held one hands its submits down") {
+TEST_CASE("shares: a higher priority goes first, a held one hands its submits down") {
   Sim sim;
   sim.add("urgent", 10, 1, 5);
   sim.add("normal", 1000, 1, 0);

@@ -65,7 +65,7 @@ TEST_CASE("sim: the provider's day begins at the configured hour, not at 00:00 U
   CHECK(account.usage(at("2026-03-02T16:00:00Z")).day_used == 0);
 }
 
-TEST_CASE("sim: Reset-Day is sent or left out as configured; Remaining-Day always") {
+TEST_CASE("sim: Reset-Day is sent or left out as configured, Remaining-Day always") {
   const auto real0 = at("2026-05-05T12:00:00Z");
   const auto sim0 = at("2026-05-05T15:59:00Z");
   for (bool header : {true, false}) {

@@ -99,7 +99,7 @@ TEST_CASE("the first poll with webhooks on comes after first_after + grace, once
   CHECK(dispatcher::options_from(cfg, config::Secret("key")).queue.first_poll == 60s);
 }
 
-TEST_CASE("a job the API calls invalid fails at once with the API's words; a 409 too") {
+TEST_CASE("a job the API calls invalid fails at once with the API's words, a 409 too") {
   auto a = account();
   auto o = outcome(api::OutcomeClass::invalid_job, 400, "prompt too long");
   o.code = "BAD_USER_INPUT";
@@ -150,7 +150,7 @@ TEST_CASE("a transient error requeues with jittered backoff, keeps the day's cou
   CHECK(parsed(last.error_json).at("attempt").as_int64() == 3);
 }
 
-TEST_CASE("a 429 pauses the window it names until Retry-After; no attempt, no error, the day's count back") {
+TEST_CASE("a 429 pauses the window it names until Retry-After: no attempt, no error, the day's count back") {
   auto a = account();
   auto o = outcome(api::OutcomeClass::rate_limited, 429, "too many");
   o.window = ratelimit::Window::daily;
