@@ -251,8 +251,18 @@ void observe(AccountState& s, const Observation& o, TimePoint now, const Limiter
         s.rpm_next_at = std::min(s.rpm_next_at, now + (*o.rpm.reset_at - now) / (*o.rpm.remaining + 1));
       }
     } else {
-      // Same window: responses arrive out of order, so the lowest count is the truth.
-      s.rpm_remaining = std::min(s.rpm_remaining.value_or(*o.rpm.remaining), *o.rpm.remaining);
+      // Same window: responses arrive out of order, so the lowest count is the truth...
+      const std::int64_t ours = s.rpm_remaining.value_or(*o.rpm.remaining);
+      s.rpm_remaining = std::min(ours, *o.rpm.remaining);
+      // ...unless the API shows more room than the requests still on their way can
+      // explain (those sent within one answer deadline, at the fastest pace the window
+      // allows): then that is the API's own count, and it rules.
+      if (s.rpm_limit > 0) {
+        const Duration fastest = std::min<Duration>(spacing(s, now, settings), settings.fallback_window / s.rpm_limit);
+        const std::int64_t on_the_way =
+            fastest > Duration::zero() ? settings.answer_deadline / fastest + burst_of(s) : unlimited;
+        if (*o.rpm.remaining > ours + on_the_way) s.rpm_remaining = *o.rpm.remaining;
+      }
     }
     learned = true;
   }

@@ -232,3 +232,28 @@ TEST_CASE("the daily count resets at 00:00 UTC and follows the API's count") {
   return_unaccepted(s, 3);
   CHECK(s.day_used == 57);
 }
+
+TEST_CASE("the request window: more room than requests on their way can explain is the API's count") {
+  LimiterSettings settings;
+  settings.answer_deadline = 30s;
+  auto s = from_plan(60, 0, 0);
+  roll(s, t0, settings);
+  Observation first;
+  first.rpm.limit = 60;
+  first.rpm.remaining = 5;  // we have spent 55 of this window by its count
+  first.rpm.reset_at = t0 + 50s;
+  observe(s, first, t0, settings);
+  REQUIRE(s.rpm_remaining == 5);
+  // A late answer from earlier in the same window: at most 30 s of requests at one a
+  // second (+1 burst) can be on their way, so 20 is explained and the lowest count stays.
+  Observation stale = first;
+  stale.rpm.remaining = 20;
+  observe(s, stale, t0 + 1s, settings);
+  CHECK(s.rpm_remaining == 5);
+  // 50 left is more than any reordering explains: the API did not count what we did.
+  Observation api = first;
+  api.rpm.remaining = 50;
+  observe(s, api, t0 + 2s, settings);
+  CHECK(s.rpm_remaining == 50);
+  CHECK(submit_allowance(s, 0, 1, t0 + 3s, settings).count == 1);
+}
