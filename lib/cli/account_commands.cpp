@@ -9,6 +9,7 @@
 #include <boost/json.hpp>
 #include <pqxx/pqxx>
 
+#include <cstdio>
 #include <ostream>
 
 namespace klingq::cli {
@@ -84,6 +85,8 @@ int run_limits(Context& context) {
     auto rpm = window(r.rpm_limit, r.rpm_remaining, r.rpm_reset_at, r.rpm_paused_until);
     auto day = window(r.day_limit, r.day_remaining, r.day_reset_at, r.day_paused_until);
     day["used"] = r.day_used;
+    day["starts_at_ms_after_utc_midnight"] = json_int(r.day_start_ms);
+    day["reset_reported"] = r.day_reset_reported;
     boost::json::object parallel{{"limit", r.parallel_limit},
                                  {"in_flight", r.in_flight},
                                  {"paused_until", json_time(r.parallel_paused_until)}};
@@ -113,7 +116,21 @@ int run_limits(Context& context) {
                 time_text(r.day_reset_at), time_text(r.day_paused_until)},
                {"parallel", limit_text(r.parallel_limit), "-", std::to_string(r.in_flight), "-",
                 time_text(r.parallel_paused_until)}});
-  context.out << "\nin flight: " << std::to_string(r.in_flight) << "\n";
+  // Where the provider's day begins: a Reset-Day header says so; else the hour learned
+  // from the API's own count; else limits.day_starts_at or 00:00 UTC is assumed.
+  context.out << "\nday: ";
+  if (r.day_reset_reported) {
+    context.out << "resets when the API's Reset-Day header says\n";
+  } else if (r.day_start_ms) {
+    const auto minutes = *r.day_start_ms / 60000;
+    char hhmm[8];
+    std::snprintf(hhmm, sizeof hhmm, "%02lld:%02lld", static_cast<long long>(minutes / 60),
+                  static_cast<long long>(minutes % 60));
+    context.out << "begins at " << hhmm << " UTC (learned from the API's count)\n";
+  } else {
+    context.out << "begins at limits.day_starts_at, else 00:00 UTC (assumed: nothing learned yet)\n";
+  }
+  context.out << "in flight: " << std::to_string(r.in_flight) << "\n";
   context.out << "balance: "
               << (r.balance ? std::to_string(*r.balance) + " credits as of " + time_text(r.balance_at)
                             : std::string("unknown"))

@@ -155,6 +155,8 @@ std::optional<account_admin::LimitState> account_admin::limit_state(pqxx::transa
   s.paused = r[18].as<bool>();
   s.paused_reason = text_of(r[19]);
   s.updated_at = r[20].as<std::string>();
+  s.day_start_ms = int_of(r[21]);
+  s.day_reset_reported = !r[22].is_null() && r[22].as<bool>();
   return s;
 }
 

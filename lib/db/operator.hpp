@@ -124,6 +124,8 @@ struct LimitState {
   bool paused = false;
   std::optional<std::string> paused_reason;
   std::string updated_at;
+  std::optional<std::int64_t> day_start_ms;  // learned: the API's day begins this long after 00:00 UTC
+  bool day_reset_reported = false;           // day_reset_at came from a Reset-Day header
 };
 // Nothing before klingqd (or klingq pause) created the row.
 std::optional<LimitState> limit_state(pqxx::transaction_base& tx);

@@ -561,6 +561,17 @@ TEST_CASE("pause and resume set the shared account row, and limits shows it") {
   CHECK(text.code == 0);
   CHECK(text.out.find("12345 credits") != std::string::npos);
 
+  CHECK(text.out.find("day: begins at limits.day_starts_at, else 00:00 UTC (assumed") != std::string::npos);
+  {
+    pqxx::work tx(connection);
+    tx.exec("UPDATE klingq.account SET day_start_ms = 16 * 3600000");  // a provider in UTC+8
+    tx.commit();
+  }
+  CHECK(klingq_cli(url, {"limits"}).out.find("day: begins at 16:00 UTC (learned from the API's count)") !=
+        std::string::npos);
+  CHECK(klingq_cli(url, {"limits", "--json"}).json().at("day").at("starts_at_ms_after_utc_midnight").as_int64() ==
+        16 * 3600000);
+
   pqxx::connection listener(url);
   NotifyCounter notifications(listener);
   auto resumed = klingq_cli(url, {"resume", "--json"});
