@@ -188,7 +188,7 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                          "result", webhooks_);
   polls_ = &counter("klingq_polls_total", "Job status queries sent to the API.");
   instances_ = &gauge("klingq_instances", "Live klingqd instances according to heartbeats.");
-  halted_ = &gauge("klingq_halted", "1 when dispatch is halted by a 401 from the API, else 0.");
+  halted_ = &gauge("klingq_halted", "1 when dispatch is halted by a 401 from the API or a 407 from the proxy, else 0.");
   paused_ = &gauge("klingq_paused", "1 when dispatch is paused in the database, else 0.");
   stuck_jobs_ = &gauge("klingq_stuck_jobs",
                        "Submitted jobs unresolved past poll.horizon_seconds.");
