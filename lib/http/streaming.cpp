@@ -91,11 +91,11 @@ asio::awaitable<StreamingError> StreamingGet::start(StreamingRequest request, In
   connection.lowest().expires_at(request.deadline);
   co_return co_await connection.with_stream([&](auto& stream) -> asio::awaitable<StreamingError> {
     auto [write_error, written] = co_await bhttp::async_write(stream, get, as_result);
-    if (write_error) co_return StreamingError{Step::send, write_error};
+    if (write_error) co_return StreamingError{Step::send, write_error, {}};
     auto [header_error, header_bytes] =
         co_await bhttp::async_read_header(stream, connection.buffer, impl.parser, as_result);
-    if (header_error) co_return StreamingError{Step::read_header, header_error};
-    co_return StreamingError{Step::read_header, {}};
+    if (header_error) co_return StreamingError{Step::read_header, header_error, {}};
+    co_return StreamingError{Step::read_header, {}, {}};
   });
 }
 
@@ -129,7 +129,7 @@ asio::awaitable<StreamingGet::Chunk> StreamingGet::read_body(std::span<char> buf
   if (read_error == bhttp::error::need_buffer) read_error = {};
   Chunk out;
   out.bytes = buffer.size() - impl.parser.get().body().size;
-  out.error = StreamingError{Step::read_body, read_error};
+  out.error = StreamingError{Step::read_body, read_error, {}};
   co_return out;
 }
 

@@ -52,7 +52,7 @@ Duration poll_spacing(const AccountState& s, TimePoint now, const LimiterSetting
 }
 
 Allowance rpm_tokens(const AccountState& s, std::int64_t wanted, TimePoint now,
-                     const LimiterSettings& settings, TimePoint next_at, Duration interval) {
+                     const LimiterSettings& /*settings*/, TimePoint next_at, Duration interval) {
   Allowance a;
   if (paused(s.rpm_paused_until, now)) {
     a.retry_at = *s.rpm_paused_until;
