@@ -4,6 +4,7 @@
 // three instances.
 #include "db/migrations.hpp"
 #include "dispatcher/transactions.hpp"
+#include "support/cli.hpp"
 #include "support/pg_cluster.hpp"
 #include "support/process.hpp"
 #include "support/stack.hpp"
@@ -18,30 +19,13 @@
 #include <vector>
 
 using klingq::testing::PgCluster;
+using klingq::testing::Cli;
+using klingq::testing::klingq_cli;
 using klingq::testing::Stack;
 using namespace std::chrono_literals;
 namespace dispatcher = klingq::dispatcher;
 
 namespace {
-
-struct Cli {
-  int code;
-  std::string out;
-  std::string err;
-  boost::json::value json() const {
-    boost::json::error_code error;
-    auto value = boost::json::parse(out, error);
-    INFO("stdout: " << out << "\nstderr: " << err);
-    REQUIRE_FALSE(error);
-    return value;
-  }
-};
-
-Cli klingq_cli(const std::string& url, std::vector<std::string> arguments) {
-  arguments.insert(arguments.begin(), KLINGQ_CLI_BINARY);
-  auto result = klingq::testing::run(arguments, {{"KLINGQ_DATABASE_URL", url}});
-  return {result.exit_code, result.out, result.err};
-}
 
 long long scalar(pqxx::connection& c, const std::string& sql) {
   pqxx::read_transaction tx(c);

@@ -3,6 +3,7 @@
 // command with --json parsed back.
 #include "loader/job.hpp"
 #include "loader/validate.hpp"
+#include "support/cli.hpp"
 #include "support/pg_cluster.hpp"
 #include "support/process.hpp"
 
@@ -17,45 +18,11 @@
 #include <vector>
 
 using klingq::testing::PgCluster;
+using klingq::testing::Cli;
+using klingq::testing::klingq_cli;
+using klingq::testing::Scratch;
 
 namespace {
-
-struct Cli {
-  int code;
-  std::string out;
-  std::string err;
-  boost::json::value json() const {
-    boost::json::error_code error;
-    auto value = boost::json::parse(out, error);
-    INFO("stdout: " << out << "\nstderr: " << err);
-    REQUIRE_FALSE(error);
-    return value;
-  }
-};
-
-Cli klingq_cli(const std::string& url, std::vector<std::string> arguments) {
-  arguments.insert(arguments.begin(), KLINGQ_CLI_BINARY);
-  auto result = klingq::testing::run(arguments, {{"KLINGQ_DATABASE_URL", url}});
-  return {result.exit_code, result.out, result.err};
-}
-
-// A scratch directory for input files, removed with the test.
-struct Scratch {
-  std::filesystem::path dir;
-  Scratch() {
-    char pattern[] = "/tmp/klingq-cli-test-XXXXXX";
-    dir = mkdtemp(pattern);
-  }
-  ~Scratch() {
-    std::error_code ignored;
-    std::filesystem::remove_all(dir, ignored);
-  }
-  std::string file(const std::string& name, const std::string& content) const {
-    auto path = dir / name;
-    std::ofstream(path, std::ios::binary) << content;
-    return path.string();
-  }
-};
 
 std::int64_t count(pqxx::connection& connection, const std::string& sql) {
   pqxx::read_transaction tx(connection);

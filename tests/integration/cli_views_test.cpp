@@ -1,6 +1,7 @@
 // klingq show, wait, status --watch and the ETA in status and estimate, against a real
 // database; and that the CLI's actions go through lib/operate and are recorded in
 // klingq.operator_events like the console's.
+#include "support/cli.hpp"
 #include "support/pg_cluster.hpp"
 #include "support/process.hpp"
 
@@ -17,23 +18,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct Cli {
-  int code;
-  std::string out;
-  std::string err;
-  boost::json::value json() const {
-    boost::json::error_code error;
-    auto value = boost::json::parse(out, error);
-    INFO("stdout: " << out << "\nstderr: " << err);
-    REQUIRE_FALSE(error);
-    return value;
-  }
-};
-
-Cli cli(const std::string& url, std::vector<std::string> arguments) {
-  arguments.insert(arguments.begin(), KLINGQ_CLI_BINARY);
-  auto result = klingq::testing::run(arguments, {{"KLINGQ_DATABASE_URL", url}, {"USER", "tester"}});
-  return {result.exit_code, result.out, result.err};
+// As the user "tester" (the name operator actions record).
+klingq::testing::Cli cli(const std::string& url, std::vector<std::string> arguments) {
+  return klingq::testing::klingq_cli(url, std::move(arguments), {{"USER", "tester"}});
 }
 
 void exec(pqxx::connection& c, const std::string& sql) {

@@ -4,6 +4,7 @@
 // /proc/<pid>/environ, a 401 from a balance query, quieter logs, a database-wide
 // gauge published once across two instances, and accept() out of descriptors.
 #include "dispatcher/transactions.hpp"
+#include "support/cli.hpp"
 #include "support/http_call.hpp"
 #include "support/pg_cluster.hpp"
 #include "support/stack.hpp"
@@ -46,23 +47,6 @@ std::size_t count_of(const std::string& text, const std::string& needle) {
   for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
   return n;
 }
-
-struct Scratch {
-  std::filesystem::path dir;
-  Scratch() {
-    char pattern[] = "/tmp/klingq-polish-test-XXXXXX";
-    dir = mkdtemp(pattern);
-  }
-  ~Scratch() {
-    std::error_code ignored;
-    std::filesystem::remove_all(dir, ignored);
-  }
-  std::string file(const std::string& name, const std::string& content) const {
-    auto path = dir / name;
-    std::ofstream(path, std::ios::binary) << content;
-    return path.string();
-  }
-};
 
 }  // namespace
 
