@@ -96,7 +96,7 @@ int run(const std::vector<std::string>& argument_list, std::ostream& out, std::o
     return exit_ok;
   }
 
-  Context context{arguments, out, err, terminal, {}, {}, 0, {}};
+  Context context{arguments, out, err, terminal, {}, {}, 0, false, {}};
   if (auto url = arguments.value("--database")) context.database_url = *url;
   if (context.database_url.empty()) {
     if (const char* env = std::getenv("KLINGQ_DATABASE_URL"); env && *env) {

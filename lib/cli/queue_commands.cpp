@@ -337,20 +337,11 @@ int run_estimate(Context& context) {
       }
       all.priority = 0;
       for (const auto& row : rows) all.queued_cost += loader::credit_cost(context.cost, row.mode, row.duration) * row.jobs;
-      eta::Account acc;
-      const auto& a = *view.account;
-      acc.limits.rpm = a.rpm_limit;
-      acc.limits.window_seconds = context.eta.window_seconds;
-      acc.limits.requests_per_job = context.eta.requests_per_job;
-      acc.limits.parallel = a.parallel_limit;
-      acc.limits.daily = a.day_limit;
-      acc.limits.day_used = a.day_used;
-      acc.limits.day_ends = view.day_ends;
-      acc.balance = a.balance;
+      auto acc = operate::eta_account(view, context.eta);
+      // As before: the configured reserve and generation time, not the learned one the
+      // per-batch ETAs of this same command use.
       acc.reserve = context.credit_reserve;
       acc.generation_seconds = context.eta.generation_seconds;
-      acc.paused = a.paused;
-      acc.halted = a.halted_reason.has_value();
       when = eta::estimate_batches(acc, {all}, view.now).front();
     }
   }

@@ -95,24 +95,28 @@ QueueView build_view(std::optional<db::console::Account> account, const std::vec
     view.batches.push_back(b);
   }
   if (view.account) {
-    const auto& a = *view.account;
-    eta::Account acc;
-    acc.limits.rpm = a.rpm_limit;
-    acc.limits.window_seconds = s.window_seconds;
-    acc.limits.requests_per_job = s.requests_per_job;
-    acc.limits.parallel = a.parallel_limit;
-    acc.limits.daily = a.day_limit;
-    acc.limits.day_used = a.day_used;
-    acc.limits.day_ends = view.day_ends;
-    acc.balance = a.balance;
-    acc.reserve = s.reserve;
-    acc.generation_seconds = view.generation_seconds;
-    acc.paused = a.paused;
-    acc.halted = a.halted_reason.has_value();
-    auto estimates = eta::estimate_batches(acc, queues, view.now);
+    auto estimates = eta::estimate_batches(eta_account(view, s), queues, view.now);
     for (std::size_t i = 0; i < estimates.size(); ++i) view.batches[i].eta = estimates[i];
   }
   return view;
+}
+
+eta::Account eta_account(const QueueView& view, const EtaSettings& s) {
+  const auto& a = *view.account;
+  eta::Account acc;
+  acc.limits.rpm = a.rpm_limit;
+  acc.limits.window_seconds = s.window_seconds;
+  acc.limits.requests_per_job = s.requests_per_job;
+  acc.limits.parallel = a.parallel_limit;
+  acc.limits.daily = a.day_limit;
+  acc.limits.day_used = a.day_used;
+  acc.limits.day_ends = view.day_ends;
+  acc.balance = a.balance;
+  acc.reserve = s.reserve;
+  acc.generation_seconds = view.generation_seconds;
+  acc.paused = a.paused;
+  acc.halted = a.halted_reason.has_value();
+  return acc;
 }
 
 }  // namespace klingq::operate

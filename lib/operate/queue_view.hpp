@@ -61,6 +61,10 @@ struct QueueView {
 // seconds; none before any completion was learned.
 std::optional<double> learned_generation_seconds(pqxx::transaction_base& tx);
 
+// What the ETA knows of the account: the view's limits, day end, balance and generation
+// time, with the settings' window, requests per job and reserve. Needs view.account.
+eta::Account eta_account(const QueueView& view, const EtaSettings& settings);
+
 // `active_only`: only batches with queued or in-flight jobs or a change in the last day.
 QueueView queue_view(pqxx::transaction_base& tx, const EtaSettings& settings, bool active_only);
 // The same from rows read before (the console reads the counts less often than the
