@@ -19,17 +19,21 @@ CREATE TABLE klingq.batch_counts (
   uncosted   bigint NOT NULL,
   changed_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX batch_counts_key_idx ON klingq.batch_counts (key);
+-- No index: every statement that moves jobs appends a row per batch and state it
+-- touched (200 for a claim of 100 over 100 batches), and an index would add a third to
+-- the write-ahead log those appends cost (bench/triggers). Readers scan the table, which
+-- the fold keeps to a row per group plus a few seconds of changes.
 COMMENT ON TABLE klingq.batch_counts IS
   'Net changes of the jobs per (batch key, state, mode, duration): sum(n) is the count, '
   'sum(credits) the recorded credit_cost, sum(uncosted) the rows without one; key '''' = '
   'unlabelled. Maintained by triggers on klingq.jobs, folded by klingqd.';
 
--- job_events per minute, new state and error class, with the credits of the submits
--- (their event's detail carries the cost from this migration on): the console's
--- sparkline, 429s, 402s, failures by class and burn rate. Deleting a job keeps what
--- its events counted: the 429s and credits of the last hour happened all the same.
--- klingqd's fold keeps the last two hours.
+-- State changes per minute, new state and error class, with the credits of the submits:
+-- the console's sparkline, 429s, 402s, failures by class and burn rate. Counted by the
+-- update trigger that writes job_events, from the same rows; the events that record no
+-- change of state (a download, a stuck flag) are not counted, so they no longer pass
+-- for completions or submits. Deleting a job keeps what its events counted: the 429s
+-- and credits of the last hour happened all the same. klingqd's fold keeps two hours.
 CREATE TABLE klingq.event_minutes (
   minute      timestamptz NOT NULL,
   to_state    klingq.job_state NOT NULL,
@@ -39,9 +43,9 @@ CREATE TABLE klingq.event_minutes (
 );
 CREATE INDEX event_minutes_minute_idx ON klingq.event_minutes (minute);
 COMMENT ON TABLE klingq.event_minutes IS
-  'Net counts of klingq.job_events per minute, to_state and error class, with the credits '
-  'of submitted events; maintained by a trigger on job_events, folded by klingqd, which '
-  'keeps two hours.';
+  'State changes of klingq.jobs (the job_events that change state) per minute, to_state '
+  'and error class, with the credits of the submits; maintained by the update trigger on '
+  'klingq.jobs, folded by klingqd, which keeps two hours.';
 
 -- Both are filled while this migration holds its locks (CREATE TRIGGER takes them too),
 -- so no writer slips between the count and the triggers.
@@ -54,20 +58,8 @@ INSERT INTO klingq.event_minutes (minute, to_state, error_class, n, credits)
 SELECT date_trunc('minute', e.at), e.to_state, e.detail -> 'error' ->> 'class', count(*),
        coalesce(sum(j.credit_cost) FILTER (WHERE e.to_state = 'submitted'), 0)
 FROM klingq.job_events e LEFT JOIN klingq.jobs j ON j.id = e.job_id
-WHERE e.at >= now() - interval '2 hours'
+WHERE e.at >= now() - interval '2 hours' AND e.from_state IS DISTINCT FROM e.to_state
 GROUP BY 1, 2, 3;
-
-CREATE FUNCTION klingq.job_events_count_minutes() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  INSERT INTO klingq.event_minutes (minute, to_state, error_class, n, credits)
-  SELECT date_trunc('minute', at), to_state, detail -> 'error' ->> 'class', count(*),
-         coalesce(sum((detail ->> 'credit_cost')::bigint), 0)
-  FROM inserted GROUP BY 1, 2, 3;
-  RETURN NULL;
-END $$;
-CREATE TRIGGER job_events_count_minutes AFTER INSERT ON klingq.job_events
-  REFERENCING NEW TABLE AS inserted
-  FOR EACH STATEMENT EXECUTE FUNCTION klingq.job_events_count_minutes();
 
 -- The insert trigger of 012, now also counting per batch.
 CREATE OR REPLACE FUNCTION klingq.jobs_count_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -102,11 +94,11 @@ BEGIN
   RETURN NULL;
 END $$;
 
--- The update trigger of 012. Two changes: the submit's event carries its cost
--- (detail.credit_cost, for klingq.event_minutes), and every statement appends its net
--- change per batch: each old row subtracted, each new row added, the groups that cancel
--- dropped. No join is needed for that, so updates that move nothing (a poll's
--- polled_at) add nothing.
+-- The update trigger of 012. Three changes: the submit's event carries its cost
+-- (detail.credit_cost, shown on the job's page); the moves are counted per minute in
+-- klingq.event_minutes; and every statement appends its net change per batch: each old
+-- row subtracted, each new row added, the groups that cancel dropped (no join needed,
+-- and updates that move nothing, such as a poll's polled_at, add nothing).
 CREATE OR REPLACE FUNCTION klingq.jobs_record_events() RETURNS trigger LANGUAGE plpgsql
   SET enable_nestloop = off AS $$
 BEGIN
@@ -124,6 +116,11 @@ BEGIN
   events AS (
     INSERT INTO klingq.job_events (job_id, from_state, to_state, instance, detail)
     SELECT id, from_state, to_state, lease_owner, detail FROM moved ORDER BY id),
+  minutes AS (
+    INSERT INTO klingq.event_minutes (minute, to_state, error_class, n, credits)
+    SELECT date_trunc('minute', now()), to_state, detail -> 'error' ->> 'class', count(*),
+           coalesce(sum((detail ->> 'credit_cost')::bigint), 0)
+    FROM moved GROUP BY 2, 3),
   woken AS (
     INSERT INTO klingq.batches AS b (batch)
     SELECT DISTINCT batch FROM pairs WHERE to_state = 'queued' ORDER BY 1 NULLS FIRST

@@ -65,7 +65,8 @@ const std::vector<CommandSpec>& commands() {
         {"--interval", "SECONDS", "with --watch (default 2)"}},
        "Each batch's ETA says when it will be done under the account's limits, balance and\n"
        "budget, and what holds it (\"daily cap: done Thursday 14:10 UTC\", \"credits run out\n"
-       "after 4,200 more jobs\"). The generation time is poll.first_after_seconds of --config.\n"},
+       "after 4,200 more jobs\"). The generation time is the learned median\n"
+       "(klingq.generation_times), or an assumed 60 s before klingqd has learned one.\n"},
       {"jobs", "", "list jobs",
        {{"--state", "STATE", "queued|dispatching|submitted|completed|failed|cancelled"},
         {"--batch", "LABEL", "only this batch"},

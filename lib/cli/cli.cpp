@@ -111,7 +111,6 @@ int run(const std::vector<std::string>& argument_list, std::ostream& out, std::o
       context.credit_reserve = loaded.credits.reserve;
       context.eta.reserve = loaded.credits.reserve;
       context.eta.window_seconds = loaded.limits.window_seconds;
-      context.eta.generation_seconds = loaded.poll.first_after_seconds;
       context.eta.requests_per_job = loaded.webhook.listen.empty() ? 1.0 / std::max(0.05, 1.0 - loaded.poll.share) : 1.0;
       context.eta.default_day_start_ms = std::int64_t{loaded.limits.day_starts_at_minutes.value_or(0)} * 60000;
     } catch (const std::exception& e) {
@@ -127,7 +126,6 @@ int run(const std::vector<std::string>& argument_list, std::ostream& out, std::o
     // Without --config the defaults apply, as klingqd's would.
     config::Config defaults;
     context.eta.window_seconds = defaults.limits.window_seconds;
-    context.eta.generation_seconds = defaults.poll.first_after_seconds;
     context.eta.requests_per_job = 1.0 / (1.0 - defaults.poll.share);
   }
   try {

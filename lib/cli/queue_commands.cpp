@@ -338,10 +338,8 @@ int run_estimate(Context& context) {
       all.priority = 0;
       for (const auto& row : rows) all.queued_cost += loader::credit_cost(context.cost, row.mode, row.duration) * row.jobs;
       auto acc = operate::eta_account(view, context.eta);
-      // As before: the configured reserve and generation time, not the learned one the
-      // per-batch ETAs of this same command use.
+      // The learned generation time, as the per-batch ETAs of this same command use.
       acc.reserve = context.credit_reserve;
-      acc.generation_seconds = context.eta.generation_seconds;
       when = eta::estimate_batches(acc, {all}, view.now).front();
     }
   }

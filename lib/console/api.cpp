@@ -239,7 +239,7 @@ ApiReply overview(pqxx::connection& connection, const Settings& s, const SlowFig
   }
   out["batches"] = batch_list;
   out["generation"] = json::object{{"p50_seconds", view.generation_seconds},
-                                   {"source", view.generation_learned ? "learned" : "configured"}};
+                                   {"source", view.generation_learned ? "learned" : "assumed"}};
   return {200, json::serialize(out)};
 }
 

@@ -103,7 +103,6 @@ bool Daemon::listen() {
       options.settings.window_seconds = cfg.limits.window_seconds;
       // Polls take at most poll.share of the window, and are rare with webhooks.
       options.settings.requests_per_job = cfg.webhook.listen.empty() ? 1.0 / std::max(0.05, 1.0 - cfg.poll.share) : 1.0;
-      options.settings.generation_seconds = cfg.poll.first_after_seconds;
       options.settings.default_day_start_ms = std::int64_t{cfg.limits.day_starts_at_minutes.value_or(0)} * 60000;
       s.console_pool.emplace(cfg.database.url, 2);
       auto console = console::make_console(*s.console_pool, console::Access(s.loaded.console_tokens), options,

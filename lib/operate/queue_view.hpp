@@ -29,7 +29,10 @@ struct EtaSettings {
   std::int64_t reserve = 0;               // credits.reserve
   double window_seconds = 60;             // limits.window_seconds
   double requests_per_job = 1.0;          // 1 with webhooks; 1 / (1 - poll.share) when polled
-  double generation_seconds = 60;         // poll.first_after_seconds until a learned p50 exists
+  // Until klingq.generation_times has a p50: an assumption (API.md states no figure; the
+  // simulator's default is 30 to 90 s). Not poll.first_after_seconds, which is when to
+  // look first (5 s), not how long a video takes.
+  double generation_seconds = 60;
   std::int64_t default_day_start_ms = 0;  // limits.day_starts_at, for a day not learned yet
 };
 
