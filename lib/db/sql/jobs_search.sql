@@ -4,8 +4,8 @@
 -- (the first page). $1 state or NULL, $2 batch or NULL. The id range is a range scan of
 -- jobs_pkey reading at most $4 - $6 rows whatever the text; the page asks for the next
 -- range to search further. (A trigram index would find any text at once, but it made a
--- 1 M-row COPY 4.9x slower and every non-HOT update of a job would rewrite its
--- entries: bench/README.md, "The console".) Run under session_force_custom_plans.
+-- 1 M-row load 2-5x slower and every non-HOT update of a job would add its entries
+-- again: bench/README.md, "The console".) Run under session_force_custom_plans.
 SELECT id, state::text, attempts, remote_id, credit_cost, left(prompt, 200), batch,
        last_error -> 'last' ->> 'class', last_error -> 'last' ->> 'message',
        klingq.epoch_ms(created_at), klingq.epoch_ms(updated_at), priority, wait_reason
