@@ -179,6 +179,16 @@ function step(name) { console.log('-- ' + name); }
     const listed = await viewer.$$eval('[data-testid=jobs] tr[data-job]', (rows) => rows.length);
     assert.strictEqual(String(listed), sql("SELECT count(*) FROM klingq.jobs WHERE state = 'cancelled'"));
     await shot(viewer, '07-jobs-cancelled');
+    // A text search says which ids it read (a bounded range per request; here all of them).
+    await viewer.goto(A + '/#/jobs?q=lighthouse', { waitUntil: 'load' });
+    const searched = await until('the searched range', async () => {
+      const e = await viewer.$('[data-testid=search-range]');
+      return e && (await e.evaluate((n) => n.textContent));
+    });
+    assert.ok(searched.includes('down to the oldest'), 'searched: ' + searched);
+    const found = await viewer.$$eval('[data-testid=jobs] tr[data-job]', (rows) => rows.length);
+    assert.strictEqual(String(found), sql("SELECT count(*) FROM klingq.jobs WHERE prompt ILIKE '%lighthouse%'"));
+    await shot(viewer, '07b-jobs-search');
     await viewer.goto(A + '/#/', { waitUntil: 'load' });
     await until('the overview again', async () => !!(await viewer.$('[data-testid=batches]')));
     await shot(viewer, '08-overview-end');
