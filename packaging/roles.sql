@@ -46,10 +46,10 @@ GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA klingq TO klingq_daemon, klingq_operato
 GRANT SELECT ON ALL TABLES IN SCHEMA klingq TO klingq_operator;
 GRANT INSERT, UPDATE ON klingq.jobs TO klingq_operator;
 GRANT INSERT ON klingq.job_events, klingq.job_counts TO klingq_operator;
+-- The per-batch and per-minute counts (schema 015), which the same triggers append to.
+GRANT INSERT ON klingq.batch_counts, klingq.event_minutes TO klingq_operator;
 -- Every operator action (klingq pause, cancel, retry, batch ...) is recorded here.
 GRANT INSERT ON klingq.operator_events TO klingq_operator;
--- klingq batch set|pause|resume write their batch's row; submit creates it.
-GRANT INSERT, UPDATE ON klingq.batches TO klingq_operator;
 GRANT INSERT, UPDATE ON klingq.account TO klingq_operator;
 -- klingq batch set|pause|resume, and the batch rows a load or retry creates by trigger.
 GRANT INSERT, UPDATE ON klingq.batches TO klingq_operator;

@@ -50,11 +50,12 @@ struct Options {
   Settings settings;
   std::size_t body_limit = 16 * 1024;              // action and login bodies
   std::chrono::milliseconds overview_cache{1000};  // one overview per instance per second
-  // The batch counts and the last hour's events (api.hpp's SlowFigures) cost a scan of
-  // the jobs table: read again after this many times what they took, within [min, max].
-  // 10: at most about a tenth of one database core per instance for them.
+  // The batch counts and the last hour's events (api.hpp's SlowFigures) read the summary
+  // tables of schema 015 (a few ms at 1 M jobs over 1,000 batches): read again after this
+  // many times what they took, within [min, max]. 10: at most about a tenth of one
+  // database core per instance for them, should the summaries ever grow slow.
   double slow_figures_cost_factor = 10;
-  std::chrono::milliseconds slow_figures_min{2000};
+  std::chrono::milliseconds slow_figures_min{1000};
   std::chrono::milliseconds slow_figures_max{60000};
   // A prompt search (GET /api/jobs?q=) reads at most this many job ids per request
   // (console.search_scan_rows; bench/README.md, "The console").

@@ -26,6 +26,15 @@ std::optional<std::string> instances::publisher(pqxx::transaction_base& tx) {
 
 void job_counts::fold(pqxx::transaction_base& tx) { exec(tx, sql::job_counts_fold); }
 
+bool job_counts::fold_batch_counts(pqxx::transaction_base& tx) {
+  if (!exec1(tx, sql::counts_try_lock_fold)[0].as<bool>()) return false;
+  exec(tx, sql::batch_counts_fold);
+  exec(tx, sql::event_minutes_fold);
+  return true;
+}
+
+void job_counts::vacuum_batch_counts(pqxx::transaction_base& tx) { exec(tx, sql::counts_vacuum); }
+
 std::vector<std::pair<std::string, std::int64_t>> job_counts::by_state(pqxx::transaction_base& tx) {
   std::vector<std::pair<std::string, std::int64_t>> out;
   for (const auto& row : exec(tx, sql::job_counts_by_state)) {

@@ -1,5 +1,6 @@
-// klingq.instances (who is alive), klingq.job_counts (jobs per state without a scan) and
-// klingq.batches' budgets: the statements behind the heartbeat and the budget check.
+// klingq.instances (who is alive), klingq.job_counts and batch_counts (jobs per state and
+// per batch without a scan) and klingq.batches' budgets: the statements behind the
+// heartbeat and the budget check.
 #pragma once
 
 #include "db/prices.hpp"
@@ -28,6 +29,11 @@ namespace job_counts {
 // Folds the append-only per-state deltas back into one row per state.
 void fold(pqxx::transaction_base& tx);
 std::vector<std::pair<std::string, std::int64_t>> by_state(pqxx::transaction_base& tx);
+// Folds klingq.batch_counts and klingq.event_minutes (schema 015) when no other instance
+// is folding them; false: one is, and nothing was done.
+bool fold_batch_counts(pqxx::transaction_base& tx);
+// VACUUM of those two tables: outside a transaction (a pqxx::nontransaction).
+void vacuum_batch_counts(pqxx::transaction_base& tx);
 }  // namespace job_counts
 
 namespace batches {

@@ -790,6 +790,11 @@ Snapshot heartbeat(pqxx::connection& connection, const QueueSettings& settings, 
   snapshot.paused = locked.paused;
   save_account(tx, settings, locked.state);
   tx.commit();
+  // The per-batch counts are folded in a transaction of their own: it holds the fold's
+  // lock only as long as the fold takes.
+  pqxx::work fold(connection);
+  const bool folded = db::job_counts::fold_batch_counts(fold);
+  fold.commit();
   pqxx::work read(connection);
   db::job_counts::fold(read);
   for (auto& [state, count] : db::job_counts::by_state(read)) {
@@ -803,6 +808,7 @@ Snapshot heartbeat(pqxx::connection& connection, const QueueSettings& settings, 
   // The claim's walk starts where its pass updates leave dead index entries (012).
   pqxx::nontransaction vacuum(connection);
   db::batches::vacuum(vacuum);
+  if (folded) db::job_counts::vacuum_batch_counts(vacuum);
   return snapshot;
 }
 

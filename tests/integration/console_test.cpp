@@ -414,6 +414,48 @@ TEST_CASE("console api: the overview shows what the database says") {
   CHECK(b1);
 }
 
+TEST_CASE("console api: batch counts, the last hour's failures and the burn rate follow the database") {
+  // They come from the summary tables of schema 015, which triggers keep: a change the
+  // database makes shows on the next refresh of the slow figures, without a scan.
+  Stack stack({"--plan", "starter", "--time-scale", "60"});
+  seed(stack);
+  auto c = start(stack);
+  auto first = body(c.get("/api/overview", as_viewer));
+  const auto first_read = first.at("slow_figures").at("read_at").as_int64();
+  const auto burn_before = first.at("credits").is_object() ? first.at("credits").at("burn_per_hour").as_int64() : 0;
+  stack.exec(
+      "INSERT INTO klingq.jobs (prompt, batch, run_after) SELECT 'late ' || g, 'late', now() + interval '1 day' "
+      "FROM generate_series(1, 7) g;"
+      "INSERT INTO klingq.jobs (prompt, batch, run_after) VALUES ('limited', 'late', now() + interval '1 day');"
+      "UPDATE klingq.jobs SET state = 'failed', "
+      "  last_error = '{\"last\": {\"class\": \"rate_limited\", \"message\": \"429\"}}' WHERE prompt = 'limited';"
+      "INSERT INTO klingq.jobs (prompt, batch, run_after) VALUES ('charged', 'late', now() + interval '1 day');"
+      "UPDATE klingq.jobs SET state = 'submitted', remote_id = 'r-charged', credit_cost = 123, submitted_at = now() "
+      "WHERE prompt = 'charged';"
+      // Finished at once: klingqd must not poll a remote id the simulator never made.
+      "UPDATE klingq.jobs SET state = 'completed', url = 'https://cdn.example/c.mp4', completed_at = now() "
+      "WHERE prompt = 'charged'");
+  boost::json::value o;
+  const boost::json::value* late = nullptr;
+  REQUIRE(Stack::wait_until([&] {
+    o = body(c.get("/api/overview", as_viewer));
+    late = nullptr;
+    for (const auto& b : o.at("batches").as_array()) {
+      if (b.at("batch") == "late") late = &b;
+    }
+    return late != nullptr;
+  }, 10s));
+  CHECK(o.at("slow_figures").at("read_at").as_int64() > first_read);
+  CHECK(late->at("states").at("queued").as_int64() == 7);
+  CHECK(late->at("states").at("failed").as_int64() == 1);
+  CHECK(late->at("states").at("completed").as_int64() == 1);
+  CHECK(late->at("total").as_int64() == 9);
+  CHECK(late->at("credits_spent").as_int64() == 123);
+  CHECK(o.at("last_hour").at("rate_limited").as_int64() >= 1);
+  CHECK(o.at("last_hour").at("failures_by_class").at("rate_limited").as_int64() >= 1);
+  CHECK(o.at("credits").at("burn_per_hour").as_int64() >= burn_before + 123);
+}
+
 TEST_CASE("console api: a token file that cannot be read stops klingqd at start, naming the key") {
   Stack stack({"--plan", "starter"});
   auto path = stack.write_config({{"http.listen", "\"127.0.0.1:0\""},

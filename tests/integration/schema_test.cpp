@@ -1,5 +1,6 @@
 // The schema against a real PostgreSQL: defaults, every CHECK, the enum, the claim
 // index, the NOTIFY, and migrations that re-run safely.
+#include "db/instances.hpp"
 #include "db/migrations.hpp"
 #include "support/pg_cluster.hpp"
 
@@ -272,4 +273,142 @@ TEST_CASE("an insert of runnable rows sends one NOTIFY per statement") {
   // notification for the cancelled row would already have been counted.
   for (int i = 0; i < 50 && receiver.count < 2; ++i) listener.await_notification(0, 100000);
   CHECK(receiver.count == 2);
+}
+
+TEST_CASE("klingq.batch_counts and event_minutes agree with full counts through inserts, moves, relabels, costs, deletes, folds and truncate") {
+  const auto url = PgCluster::shared().fresh_database();
+  pqxx::connection connection(url);
+  {
+    // The schema as version 14 left it, with jobs and events in it: 015 counts them.
+    pqxx::work tx(connection);
+    tx.exec("CREATE SCHEMA klingq");
+    tx.exec("CREATE TABLE klingq.schema_migrations (version int PRIMARY KEY, name text NOT NULL, "
+            "applied_at timestamptz NOT NULL DEFAULT now())");
+    for (const auto& m : klingq::db::embedded_migrations()) {
+      if (m.version >= 15) break;
+      tx.exec(m.sql);
+      tx.exec_params("INSERT INTO klingq.schema_migrations (version, name) VALUES ($1, $2)", m.version,
+                     std::string(m.name));
+    }
+    tx.exec("INSERT INTO klingq.jobs (prompt, batch, mode, duration) "
+            "SELECT 'old ' || g, CASE WHEN g % 3 = 0 THEN NULL ELSE 'b' || (g % 4) END, "
+            "CASE WHEN g % 2 = 0 THEN 'professional' ELSE 'standard' END, CASE WHEN g % 5 = 0 THEN 10 ELSE 5 END "
+            "FROM generate_series(1, 40) g");
+    tx.exec("UPDATE klingq.jobs SET state = 'submitted', remote_id = 'r' || id, credit_cost = 35 WHERE id % 4 = 0");
+    tx.exec("UPDATE klingq.jobs SET state = 'failed', last_error = '{\"last\": {\"class\": \"rate_limited\"}}' "
+            "WHERE id % 7 = 0");
+    tx.commit();
+  }
+  CHECK(klingq::db::migrate(connection).front() == 15);
+  // Every (batch, state, mode, duration): count, credits and rows without a cost.
+  auto batches_agree = [&] {
+    pqxx::read_transaction tx(connection);
+    return tx.exec1(R"(
+      SELECT count(*) FROM (
+        SELECT coalesce(batch, '') AS key, state, mode, duration, count(*)::bigint AS n,
+               coalesce(sum(credit_cost), 0)::bigint AS credits,
+               count(*) FILTER (WHERE credit_cost IS NULL)::bigint AS uncosted
+        FROM klingq.jobs GROUP BY 1, 2, 3, 4) full_count
+      FULL JOIN (SELECT key, state, mode, duration, sum(n)::bigint AS n, sum(credits)::bigint AS credits,
+                        sum(uncosted)::bigint AS uncosted
+                 FROM klingq.batch_counts GROUP BY 1, 2, 3, 4
+                 HAVING sum(n) <> 0 OR sum(credits) <> 0 OR sum(uncosted) <> 0) counted
+      USING (key, state, mode, duration)
+      WHERE (full_count.n, full_count.credits, full_count.uncosted)
+            IS DISTINCT FROM (counted.n, counted.credits, counted.uncosted))")[0].as<int>() == 0;
+  };
+  // Every (minute, to_state, error class) of the job_events still there.
+  auto events_agree = [&] {
+    pqxx::read_transaction tx(connection);
+    return tx.exec1(R"(
+      SELECT count(*) FROM (
+        SELECT date_trunc('minute', at) AS minute, to_state, coalesce(detail -> 'error' ->> 'class', '') AS error_class,
+               count(*)::bigint AS n
+        FROM klingq.job_events GROUP BY 1, 2, 3) full_count
+      FULL JOIN (SELECT minute, to_state, coalesce(error_class, '') AS error_class, sum(n)::bigint AS n
+                 FROM klingq.event_minutes
+                 GROUP BY 1, 2, 3 HAVING sum(n) <> 0) counted
+      USING (minute, to_state, error_class)
+      WHERE full_count.n IS DISTINCT FROM counted.n)")[0].as<int>() == 0;
+  };
+  auto submitted_credits = [&](const char* table) {
+    pqxx::read_transaction tx(connection);
+    if (std::string(table) == "jobs") {
+      return tx.exec1("SELECT coalesce(sum(j.credit_cost), 0) FROM klingq.job_events e JOIN klingq.jobs j "
+                      "ON j.id = e.job_id WHERE e.to_state = 'submitted'")[0].as<long long>();
+    }
+    return tx.exec1("SELECT coalesce(sum(credits), 0) FROM klingq.event_minutes WHERE to_state = 'submitted'")[0]
+        .as<long long>();
+  };
+  CHECK(batches_agree());
+  CHECK(events_agree());
+  CHECK(submitted_credits("minutes") == submitted_credits("jobs"));
+  CHECK(submitted_credits("minutes") == 10 * 35);
+
+  {
+    pqxx::work tx(connection);
+    tx.exec("INSERT INTO klingq.jobs (prompt, batch) SELECT 'p' || g, 'b' || (g % 9) FROM generate_series(1, 300) g");
+    tx.exec("UPDATE klingq.jobs SET state = 'submitted', remote_id = 'r' || id, credit_cost = 40 WHERE state = 'queued' AND id % 3 = 0");
+    tx.exec("UPDATE klingq.jobs SET credit_cost = 20 WHERE state = 'submitted' AND id % 2 = 0");  // cost only
+    tx.exec("UPDATE klingq.jobs SET state = 'completed' WHERE state = 'submitted' AND id % 5 = 0");
+    tx.exec("UPDATE klingq.jobs SET batch = 'moved' WHERE id % 11 = 0");          // relabel, any state
+    tx.exec("UPDATE klingq.jobs SET mode = 'professional', duration = 10 WHERE state = 'queued' AND id % 13 = 0");
+    tx.exec("UPDATE klingq.jobs SET priority = 2 WHERE id % 2 = 0");               // no counted change
+    tx.exec("UPDATE klingq.jobs SET state = 'queued', credit_cost = NULL WHERE state = 'completed' AND id % 3 = 0");
+    tx.commit();
+  }
+  CHECK(batches_agree());
+  CHECK(events_agree());
+  CHECK(submitted_credits("minutes") > 0);
+  {
+    // Deleting jobs takes their events; what the events counted stays (the 429s and the
+    // credits of the last hour happened all the same).
+    pqxx::read_transaction tx(connection);
+    const auto events = tx.exec1("SELECT count(*) FROM klingq.job_events")[0].as<long long>();
+    tx.commit();
+    pqxx::work del(connection);
+    const auto gone = del.exec1("SELECT count(*) FROM klingq.job_events e JOIN klingq.jobs j ON j.id = e.job_id "
+                                "WHERE j.id % 7 = 0")[0].as<long long>();
+    del.exec("DELETE FROM klingq.jobs WHERE id % 7 = 0");
+    del.commit();
+    REQUIRE(gone > 0);
+    pqxx::read_transaction after(connection);
+    CHECK(after.exec1("SELECT count(*) FROM klingq.job_events")[0].as<long long>() == events - gone);
+    CHECK(after.exec1("SELECT sum(n) FROM klingq.event_minutes")[0].as<long long>() == events);
+  }
+  CHECK(batches_agree());
+  {
+    // The fold as klingqd runs it: one row per group, the sums unchanged.
+    pqxx::work tx(connection);
+    CHECK(klingq::db::job_counts::fold_batch_counts(tx));
+    tx.commit();
+  }
+  CHECK(batches_agree());
+  {
+    pqxx::read_transaction tx(connection);
+    CHECK(tx.exec1("SELECT count(*) FROM (SELECT 1 FROM klingq.batch_counts GROUP BY key, state, mode, duration "
+                   "HAVING count(*) > 1) d")[0].as<int>() == 0);
+    CHECK(tx.exec1("SELECT count(*) FROM (SELECT 1 FROM klingq.event_minutes GROUP BY minute, to_state, error_class "
+                   "HAVING count(*) > 1) d")[0].as<int>() == 0);
+  }
+  {
+    // A second instance's fold while one holds the lock skips its beat.
+    pqxx::connection other(url);
+    pqxx::work holder(connection);
+    CHECK(klingq::db::job_counts::fold_batch_counts(holder));
+    pqxx::work second(other);
+    CHECK_FALSE(klingq::db::job_counts::fold_batch_counts(second));
+    second.commit();
+    holder.commit();
+  }
+  {
+    pqxx::work truncate(connection);
+    truncate.exec("TRUNCATE klingq.jobs CASCADE");
+    truncate.exec("INSERT INTO klingq.jobs (prompt, batch) VALUES ('after truncate', 'fresh')");
+    truncate.exec("UPDATE klingq.jobs SET state = 'submitted', remote_id = 'r' || id, credit_cost = 7");
+    truncate.commit();
+  }
+  CHECK(batches_agree());
+  CHECK(events_agree());
+  CHECK(submitted_credits("minutes") == 7);
 }

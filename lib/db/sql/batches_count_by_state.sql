@@ -1,9 +1,21 @@
 -- Jobs per (batch, state) with the credits recorded, the highest queued priority and the
 -- expected cost of the queued rows: the console's batch list and its ETA. Unlabelled
--- jobs are one batch (NULL). $1..$4: the price table (klingq.expected_cost).
-SELECT batch, state::text, count(*), coalesce(sum(credit_cost), 0)::bigint,
-       max(priority) FILTER (WHERE state = 'queued'),
-       klingq.epoch_ms(max(updated_at)),
-       coalesce(sum(klingq.expected_cost(mode, duration, $1, $2, $3, $4)) FILTER (WHERE state = 'queued'), 0)::bigint
-FROM klingq.jobs
-GROUP BY batch, state
+-- jobs are one batch (NULL). $1..$4: the price table (klingq.expected_cost). From the
+-- net changes of klingq.batch_counts (schema 015), not the jobs: the cost grows with the
+-- batches, not with the queue. The highest queued priority is one probe per batch of
+-- jobs_batch_queue_idx.
+WITH c AS (
+  SELECT key, state, sum(n) AS n, sum(credits) AS credits, max(changed_at) AS changed_at,
+         sum(n * klingq.expected_cost(mode, duration, $1, $2, $3, $4)) AS expected
+  FROM klingq.batch_counts
+  GROUP BY key, state
+  HAVING sum(n) <> 0
+)
+SELECT nullif(c.key, ''), c.state::text, c.n::bigint, c.credits::bigint,
+       CASE WHEN c.state = 'queued' THEN
+         (SELECT j.priority FROM klingq.jobs j
+          WHERE coalesce(j.batch, '') = c.key AND j.state = 'queued'
+          ORDER BY j.priority DESC LIMIT 1) END,
+       klingq.epoch_ms(c.changed_at),
+       CASE WHEN c.state = 'queued' THEN c.expected ELSE 0 END::bigint
+FROM c

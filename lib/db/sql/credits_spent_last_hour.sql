@@ -1,5 +1,5 @@
--- Credits charged by jobs submitted in the last hour (the console's burn rate).
-SELECT coalesce(sum(j.credit_cost), 0)::bigint
-FROM klingq.job_events e
-JOIN klingq.jobs j ON j.id = e.job_id
-WHERE e.at >= now() - interval '1 hour' AND e.to_state = 'submitted'
+-- Credits charged by the submits of the last hour (the console's burn rate), from
+-- klingq.event_minutes (schema 015): the cost each submit's event recorded.
+SELECT coalesce(sum(credits), 0)::bigint
+FROM klingq.event_minutes
+WHERE minute >= date_trunc('minute', now() - interval '1 hour') AND to_state = 'submitted'
