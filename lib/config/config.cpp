@@ -171,6 +171,11 @@ const std::vector<Key>& keys() {
       {"outputs.concurrency", field(&Config::outputs, &OutputsConfig::concurrency)},
       {"console.operator_token_file", field(&Config::console, &ConsoleConfig::operator_token_file)},
       {"console.viewer_token_file", field(&Config::console, &ConsoleConfig::viewer_token_file)},
+      {"console.login_failures_per_address", field(&Config::console, &ConsoleConfig::login_failures_per_address)},
+      {"console.login_failures_overall", field(&Config::console, &ConsoleConfig::login_failures_overall)},
+      {"console.login_failure_window_seconds",
+       field(&Config::console, &ConsoleConfig::login_failure_window_seconds)},
+      {"console.search_scan_rows", field(&Config::console, &ConsoleConfig::search_scan_rows)},
   };
   return table;
 }
@@ -369,6 +374,14 @@ void Config::validate() const {
           "is set but http.listen is not: the console is served on http.listen");
   require(console.viewer_token_file.empty() || !http.listen.empty(), "console.viewer_token_file",
           "is set but http.listen is not: the console is served on http.listen");
+  require(console.login_failures_per_address >= 1 && console.login_failures_per_address <= 1000000,
+          "console.login_failures_per_address", "must be between 1 and 1000000");
+  require(console.login_failures_overall >= 1 && console.login_failures_overall <= 1000000,
+          "console.login_failures_overall", "must be between 1 and 1000000");
+  require(console.login_failure_window_seconds >= 1 && console.login_failure_window_seconds <= 86400,
+          "console.login_failure_window_seconds", "must be between 1 and 86400 (a day)");
+  require(console.search_scan_rows >= 1 && console.search_scan_rows <= 100000000, "console.search_scan_rows",
+          "must be between 1 and 100000000");
 }
 
 Config parse(const std::string& yaml_text) {
@@ -652,6 +665,13 @@ std::vector<std::string> keep_restart_keys(const Config& running, Config& fresh)
   keep("webhook.read_timeout_ms", fresh.webhook.read_timeout_ms, running.webhook.read_timeout_ms);
   // The instance's name is in its leases and heartbeat row: it cannot change under them.
   keep("dispatch.instance_id", fresh.dispatch.instance_id, running.dispatch.instance_id);
+  // The console's failed-login limiter is built once, with the listener it guards.
+  keep("console.login_failures_per_address", fresh.console.login_failures_per_address,
+       running.console.login_failures_per_address);
+  keep("console.login_failures_overall", fresh.console.login_failures_overall, running.console.login_failures_overall);
+  keep("console.login_failure_window_seconds", fresh.console.login_failure_window_seconds,
+       running.console.login_failure_window_seconds);
+  keep("console.search_scan_rows", fresh.console.search_scan_rows, running.console.search_scan_rows);
   return changed;
 }
 

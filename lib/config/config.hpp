@@ -145,6 +145,15 @@ struct ConsoleConfig {
   // every read needs a token; without one, reads are open to whoever reaches http.listen.
   std::string operator_token_file;
   std::string viewer_token_file;
+  // Wrong tokens (at the login form or as a bearer header) one client address may
+  // present in a burst, and all addresses together; a full bucket drains in
+  // login_failure_window_seconds. Beyond it token checks get 429 with Retry-After.
+  int login_failures_per_address = 20;
+  int login_failures_overall = 200;
+  int login_failure_window_seconds = 600;
+  // A prompt search of the job list reads at most this many job ids per request (about
+  // 0.2 s at a million jobs), then offers to search the older ones.
+  int search_scan_rows = 100000;
 };
 
 struct Config {

@@ -243,18 +243,55 @@ ApiReply overview(pqxx::connection& connection, const Settings& s, const SlowFig
   return {200, json::serialize(out)};
 }
 
-ApiReply jobs(pqxx::connection& connection, const db::console::JobFilter& filter) {
+ApiReply jobs(pqxx::connection& connection, const db::console::JobFilter& filter, std::int64_t search_scan_rows) {
   pqxx::read_transaction tx(connection);
   auto wanted = filter;
   wanted.limit = filter.limit + 1;  // one more says whether another page exists
-  auto rows = db::console::jobs_page(tx, wanted);
-  tx.commit();
-  json::array list;
+  if (!filter.text) {
+    auto rows = db::console::jobs_page(tx, wanted);
+    tx.commit();
+    json::array list;
+    const bool more = static_cast<std::int64_t>(rows.size()) > filter.limit;
+    if (more) rows.pop_back();
+    for (const auto& j : rows) list.push_back(job_json(j));
+    json::value next = more && !rows.empty() ? json::value(rows.back().id) : json::value(nullptr);
+    return {200, json::serialize(json::object{{"jobs", list}, {"next_after", next}})};
+  }
+  // A prompt search reads the ids [low, high) only: below `after` (or the newest id),
+  // at most search_scan_rows of them. Matches that fill the page end it early.
+  auto range = db::console::job_id_range(tx);
+  if (!range) {
+    tx.commit();
+    return {200, json::serialize(json::object{{"jobs", json::array{}}, {"next_after", nullptr}, {"search", nullptr}})};
+  }
+  const auto [lowest, highest] = *range;
+  const std::int64_t high = std::min(filter.before_id.value_or(highest + 1), highest + 1);
+  const std::int64_t low = std::max(lowest, high - std::max<std::int64_t>(1, search_scan_rows));
+  auto rows = db::console::jobs_search(tx, wanted, low, high, false);
   const bool more = static_cast<std::int64_t>(rows.size()) > filter.limit;
   if (more) rows.pop_back();
+  // Where the next request goes on: after the last match shown when the page is full,
+  // else below the range just read, unless that was the oldest job.
+  json::value next = nullptr;
+  if (more) next = rows.back().id;
+  else if (low > lowest) next = low;
+  const std::int64_t searched_to = more ? rows.back().id : low;
+  // The first page also finds the job whose remote id is the text, wherever it is.
+  if (!filter.before_id) {
+    auto by_remote = db::console::jobs_search(tx, wanted, 0, 0, true);
+    for (auto& j : by_remote) {
+      if (std::none_of(rows.begin(), rows.end(), [&](const db::console::JobRow& r) { return r.id == j.id; })) {
+        rows.push_back(std::move(j));
+      }
+    }
+    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.id > b.id; });
+  }
+  tx.commit();
+  json::array list;
   for (const auto& j : rows) list.push_back(job_json(j));
-  json::value next = more && !rows.empty() ? json::value(rows.back().id) : json::value(nullptr);
-  return {200, json::serialize(json::object{{"jobs", list}, {"next_after", next}})};
+  json::object search{{"from_id", high - 1}, {"to_id", searched_to}, {"complete", next.is_null()},
+                      {"scan_rows", search_scan_rows}};
+  return {200, json::serialize(json::object{{"jobs", list}, {"next_after", next}, {"search", search}})};
 }
 
 ApiReply job(pqxx::connection& connection, std::int64_t id) {
@@ -346,9 +383,25 @@ ApiReply act(pqxx::connection& connection, const Action& a, const std::string& w
     }
     return out;
   };
-  auto batch_exists = [&](const std::string& batch) {
-    return !db::jobs_admin::count_batch_by_state(tx, batch).empty();
+  auto batch_exists = [&](const std::optional<std::string>& batch) {
+    return batch ? !db::jobs_admin::count_batch_by_state(tx, *batch).empty()
+                 : !db::jobs_admin::count_unlabelled_by_state(tx).empty();
   };
+  auto no_batch = [](const std::optional<std::string>& batch) {
+    return error_reply(404, batch ? "no jobs in batch \"" + *batch + "\"" : std::string("no unlabelled jobs"));
+  };
+  // The unlabelled batch's segment is also a possible label: never act when it is one.
+  if (!a.batch && (a.kind == Action::batch_retry_failed || a.kind == Action::batch_cancel ||
+                   a.kind == Action::batch_pause || a.kind == Action::batch_resume || a.kind == Action::batch_budget)) {
+    if (a.kind == Action::batch_budget) {
+      return error_reply(400, "the unlabelled batch cannot have a budget: budgets need a batch label");
+    }
+    if (db::jobs_admin::batch_exists(tx, std::string(unlabelled_segment))) {
+      return error_reply(409, "a batch is labelled \"" + std::string(unlabelled_segment) +
+                                  "\" too, so this segment is ambiguous: that batch is %3Aunlabelled; "
+                                  "relabel it to reach the unlabelled batch here");
+    }
+  }
   json::object out{{"action", to_string(a.kind)}, {"by", who}};
   switch (a.kind) {
     case Action::pause:
@@ -376,12 +429,13 @@ ApiReply act(pqxx::connection& connection, const Action& a, const std::string& w
     }
     case Action::batch_retry_failed:
     case Action::batch_cancel: {
-      if (!batch_exists(*a.batch)) return error_reply(404, "no jobs in batch \"" + *a.batch + "\"");
-      auto o = a.kind == Action::batch_cancel ? operate::cancel_batch(tx, *a.batch, actor)
-                                              : operate::retry_selection(tx, a.batch, true, actor);
+      if (!batch_exists(a.batch)) return no_batch(a.batch);
+      auto o = a.kind == Action::batch_cancel ? operate::cancel_batch(tx, a.batch, actor)
+               : a.batch                      ? operate::retry_selection(tx, a.batch, true, actor)
+                                              : operate::retry_unlabelled(tx, true, actor);
       tx.commit();
       moved = static_cast<std::int64_t>(o.done.size());
-      out["batch"] = *a.batch;
+      out["batch"] = opt(a.batch);
       out[a.kind == Action::batch_cancel ? "cancelled" : "retried"] = ids_array(o.done);
       out["count"] = o.done.size();
       out["refused"] = refusals(o);
@@ -389,10 +443,10 @@ ApiReply act(pqxx::connection& connection, const Action& a, const std::string& w
     }
     case Action::batch_pause:
     case Action::batch_resume: {
-      if (!batch_exists(*a.batch)) return error_reply(404, "no jobs in batch \"" + *a.batch + "\"");
+      if (!batch_exists(a.batch)) return no_batch(a.batch);
       operate::pause_batch(tx, a.batch, a.kind == Action::batch_pause, actor);
       tx.commit();
-      out["batch"] = *a.batch;
+      out["batch"] = opt(a.batch);
       out["paused"] = a.kind == Action::batch_pause;
       return {200, json::serialize(out)};
     }

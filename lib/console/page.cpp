@@ -239,12 +239,13 @@ const char* const js = R"KQ(
       el('table', { 'data-testid': 'batches' }, [el('tr', {}, ['batch', 'queued', 'in flight', 'completed', 'failed', 'cancelled', 'progress', 'credits', 'ETA', ''].map(function (h) { return el('th', { text: h }); }))]
         .concat(o.batches.map(function (b) {
           var st = b.states, label = b.batch;
-          var base = '/api/batches/' + encodeURIComponent(label);
-          var actions = label == null ? el('td') : el('td', {}, [
+          // ':unlabelled' names the jobs without a batch; a label's ':' is always %3A.
+          var base = '/api/batches/' + (label == null ? ':unlabelled' : encodeURIComponent(label));
+          var actions = el('td', {}, [
             b.paused ? actionButton('Resume', 'resume-batch', function () { act(base + '/resume', {}); })
                      : actionButton('Pause', 'pause-batch', function () { act(base + '/pause', {}); }), ' ',
-            actionButton('Retry failed', 'retry-failed', function () { act('/api/batches/' + encodeURIComponent(label) + '/retry-failed', {}); }), ' ',
-            actionButton('Cancel', 'cancel-batch', function () { if (confirm('Cancel the queued jobs of ' + label + '?')) act('/api/batches/' + encodeURIComponent(label) + '/cancel', {}); }, true)]);
+            actionButton('Retry failed', 'retry-failed', function () { act(base + '/retry-failed', {}); }), ' ',
+            actionButton('Cancel', 'cancel-batch', function () { if (confirm('Cancel the queued jobs of ' + b.label + '?')) act(base + '/cancel', {}); }, true)]);
           return el('tr', { 'data-batch': b.label }, [
             el('td', {}, [el('a', { href: '#/jobs?batch=' + encodeURIComponent(label || ''), text: b.label }),
               b.paused ? el('span', { class: 'state cancelled', 'data-testid': 'batch-paused', text: ' paused' + (b.paused_reason ? ': ' + b.paused_reason : '') }) : null]),
@@ -278,7 +279,10 @@ const char* const js = R"KQ(
     });
     var more = [];
     if (params.after) more.push(el('a', { href: '#/jobs?' + query({ state: params.state, batch: params.batch, q: params.q }), text: '« newest' }), ' ');
-    if (r.next_after) more.push(el('a', { 'data-testid': 'older', href: '#/jobs?' + query({ state: params.state, batch: params.batch, q: params.q, after: r.next_after }), text: 'older »' }));
+    if (r.next_after) more.push(el('a', { 'data-testid': 'older', href: '#/jobs?' + query({ state: params.state, batch: params.batch, q: params.q, after: r.next_after }), text: r.search ? 'search older »' : 'older »' }));
+    // A text search reads a bounded range of ids per request: say which, and go on from there.
+    if (r.search) more.unshift(el('span', { class: 'muted', 'data-testid': 'search-range',
+      text: 'searched jobs #' + r.search.to_id + '–#' + r.search.from_id + (r.search.complete ? ', down to the oldest' : '; older jobs not searched yet') + ' ' }));
     return [form, el('table', { 'data-testid': 'jobs' }, [el('tr', {}, ['id', 'state', 'batch', 'attempts', 'credits', 'prompt', 'error / waiting', 'created'].map(function (h) { return el('th', { text: h }); }))].concat(rows)),
       el('p', {}, more.length ? more : [el('span', { class: 'muted', text: r.jobs.length ? 'end of list' : 'no jobs match' })])];
   }

@@ -33,6 +33,14 @@ struct State {
   std::shared_ptr<const SlowFigures> slow;
   std::chrono::steady_clock::time_point slow_at{};
   bool slow_refreshing = false;
+  FailureLimiter login_limiter;  // under mutex
+
+  State(db::Pool& pool_in, Access access_in, Options options_in, http::Handler fallback_in)
+      : pool(pool_in),
+        access_now(std::make_shared<const Access>(std::move(access_in))),
+        options(std::move(options_in)),
+        fallback(std::move(fallback_in)),
+        login_limiter(options.login_limit) {}
 
   std::shared_ptr<const Access> access() {
     std::lock_guard lock(mutex);
@@ -66,6 +74,50 @@ http::Response json_response(const http::Request& request, const ApiReply& reply
 
 http::Response error(const http::Request& request, int status, const std::string& message) {
   return json_response(request, error_reply(status, message));
+}
+
+// The bucket key of the client, from the header the server sets (routes.hpp).
+std::string client_key(const http::Request& request) {
+  auto peer = request[peer_address_header];
+  if (peer.empty()) return "unknown";
+  return address_key(std::string_view(peer.data(), peer.size()));
+}
+
+// May this client present a token now? nullopt: yes; else the 429 to send.
+std::optional<http::Response> token_check_refused(State& s, const http::Request& request, const std::string& client) {
+  LimitDecision decision;
+  {
+    std::lock_guard lock(s.mutex);
+    decision = s.login_limiter.check(client, s.options.clock());
+  }
+  if (decision.allowed) return std::nullopt;
+  const auto seconds = std::max<std::int64_t>(1, (decision.retry_after.count() + 999) / 1000);
+  auto response = error(request, 429,
+                        std::string(decision.scope == LimitScope::overall
+                                        ? "too many wrong tokens from all addresses"
+                                        : "too many wrong tokens from this address") +
+                            "; try again in " + std::to_string(seconds) + " s");
+  response.set(bhttp::field::retry_after, std::to_string(seconds));
+  return response;
+}
+
+// A wrong token from this client: counted, and the start of a burst logged once.
+void token_failed(State& s, const std::string& client) {
+  FailureRecords records;
+  {
+    std::lock_guard lock(s.mutex);
+    records = s.login_limiter.record_failure(client, s.options.clock());
+  }
+  const auto window = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(s.options.login_limit.window).count());
+  for (const auto* record : {&records.address, &records.overall}) {
+    if (!record->burst_started) continue;
+    log::warning("console_login_limited",
+                 {{"scope", to_string(record->scope)},
+                  {"address", record->scope == LimitScope::address ? client : std::string("*")},
+                  {"failures", std::to_string(record->failures)},
+                  {"window_s", window},
+                  {"retry_after_ms", std::to_string(record->retry_after.count())}});
+  }
 }
 
 int hex_digit(char c) {
@@ -218,7 +270,8 @@ boost::asio::awaitable<http::Response> run_api(std::shared_ptr<State> s, const h
   }
 }
 
-boost::asio::awaitable<http::Response> login(std::shared_ptr<const Access> access, const http::Request& request) {
+boost::asio::awaitable<http::Response> login(std::shared_ptr<State> s, const http::Request& request) {
+  const auto access = s->access();
   std::string token;
   const bool form = request[bhttp::field::content_type].substr(0, 33) == "application/x-www-form-urlencoded";
   if (form) {
@@ -232,9 +285,12 @@ boost::asio::awaitable<http::Response> login(std::shared_ptr<const Access> acces
     if (body->contains("token") && body->at("token").is_string()) token = std::string(body->at("token").as_string());
   }
   if (token.empty()) co_return error(request, 400, "a token is needed to log in");
+  const auto client = client_key(request);
+  if (auto refused = token_check_refused(*s, request, client)) co_return std::move(*refused);
   auto who = access->from_token(token);
   if (who.role == Role::none) {
-    log::warning("console_login_refused", {});
+    token_failed(*s, client);
+    log::warning("console_login_refused", {{"address", client}});
     co_return error(request, 401, "unknown token");
   }
   auto cookie = access->session_cookie(who, Clock::now());
@@ -289,7 +345,7 @@ boost::asio::awaitable<http::Response> serve(http::Request request, std::shared_
   }
   if (path == "/login") {
     if (!post) co_return not_allowed("POST");
-    co_return co_await login(s->access(), request);
+    co_return co_await login(s, request);
   }
   if (path == "/logout") {
     if (!post) co_return not_allowed("POST");
@@ -301,7 +357,13 @@ boost::asio::awaitable<http::Response> serve(http::Request request, std::shared_
 
   bool bad_token = false;
   const auto access = s->access();  // one set of tokens for the whole request
+  const bool presents_token = !request[bhttp::field::authorization].empty();
+  const auto client = presents_token ? client_key(request) : std::string();
+  if (presents_token) {
+    if (auto refused = token_check_refused(*s, request, client)) co_return std::move(*refused);
+  }
   const Identity who = identify(*access, request, bad_token);
+  if (bad_token) token_failed(*s, client);
   auto parts = segments(path);  // "api", ...
 
   if (parts.size() == 2 && parts[1] == "session") {
@@ -423,7 +485,8 @@ boost::asio::awaitable<http::Response> serve(http::Request request, std::shared_
         co_return error(request, 400, "unknown query parameter \"" + key + "\"");
       }
     }
-    co_return co_await run_api(s, request, [filter](pqxx::connection& c) { return jobs(c, filter); });
+    const auto scan_rows = s->options.search_scan_rows;
+    co_return co_await run_api(s, request, [filter, scan_rows](pqxx::connection& c) { return jobs(c, filter, scan_rows); });
   }
 
   // Actions.
@@ -451,10 +514,19 @@ boost::asio::awaitable<http::Response> serve(http::Request request, std::shared_
     body = action_body(request, {"reason"}, problem);
     target_text = "job " + std::to_string(*id);
   } else {
-    auto label = batch_label(parts[2], problem);
-    if (!label) co_return error(request, 400, problem);
-    action.batch = *label;
-    target_text = "batch " + *label;
+    if (parts[2] == unlabelled_segment) {
+      // The jobs without a batch (api.hpp): the segment is read before decoding.
+      if (parts[3] == "budget") {
+        co_return error(request, 400, "the unlabelled batch cannot have a budget: budgets need a batch label");
+      }
+      action.batch = std::nullopt;
+      target_text = "the unlabelled batch";
+    } else {
+      auto label = batch_label(parts[2], problem);
+      if (!label) co_return error(request, 400, problem);
+      action.batch = *label;
+      target_text = "batch " + *label;
+    }
     if (parts[3] == "budget") {
       action.kind = Action::batch_budget;
       body = action_body(request, {"reason", "budget"}, problem);
@@ -512,8 +584,7 @@ boost::asio::awaitable<http::Response> serve(http::Request request, std::shared_
 }  // namespace
 
 Console make_console(db::Pool& pool, Access access, Options options, http::Handler fallback) {
-  auto state = std::shared_ptr<State>(new State{pool, std::make_shared<const Access>(std::move(access)),
-                                                std::move(options), std::move(fallback), {}, {}, {}, {}, {}, false});
+  auto state = std::make_shared<State>(pool, std::move(access), std::move(options), std::move(fallback));
   Console console;
   console.handler = [state](http::Request request) { return serve(std::move(request), state); };
   console.replace_access = [state](Access fresh) {
@@ -531,6 +602,7 @@ http::Handler make_handler(db::Pool& pool, Access access, Options options, http:
 http::ServerOptions server_options(const Options& options) {
   http::ServerOptions server;
   server.body_limit = options.body_limit;
+  server.peer_address_header = peer_address_header;  // the failed-login limit's key
   return server;
 }
 

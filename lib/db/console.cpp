@@ -89,12 +89,11 @@ std::vector<Instance> live_instances(pqxx::transaction_base& tx) {
   return out;
 }
 
-std::vector<JobRow> jobs_page(pqxx::transaction_base& tx, const JobFilter& f) {
-  exec(tx, sql::session_force_custom_plans);
-  std::optional<long long> before;
-  if (f.before_id) before = *f.before_id;
+namespace {
+// The columns jobs_page.sql and jobs_search.sql both return.
+std::vector<JobRow> job_rows(const pqxx::result& rows) {
   std::vector<JobRow> out;
-  for (const auto& r : exec(tx, sql::jobs_page, f.state, f.batch, f.text, before, static_cast<long long>(f.limit))) {
+  for (const auto& r : rows) {
     JobRow j;
     j.id = r[0].as<long long>();
     j.state = r[1].as<std::string>();
@@ -112,6 +111,27 @@ std::vector<JobRow> jobs_page(pqxx::transaction_base& tx, const JobFilter& f) {
     out.push_back(std::move(j));
   }
   return out;
+}
+}  // namespace
+
+std::vector<JobRow> jobs_page(pqxx::transaction_base& tx, const JobFilter& f) {
+  exec(tx, sql::session_force_custom_plans);
+  std::optional<long long> before;
+  if (f.before_id) before = *f.before_id;
+  return job_rows(exec(tx, sql::jobs_page, f.state, f.batch, f.text, before, static_cast<long long>(f.limit)));
+}
+
+std::vector<JobRow> jobs_search(pqxx::transaction_base& tx, const JobFilter& f, std::int64_t low_id,
+                                std::int64_t high_id, bool remote_id_too) {
+  exec(tx, sql::session_force_custom_plans);
+  return job_rows(exec(tx, sql::jobs_search, f.state, f.batch, f.text.value_or(""), static_cast<long long>(high_id),
+                       static_cast<long long>(f.limit), static_cast<long long>(low_id), remote_id_too));
+}
+
+std::optional<std::pair<std::int64_t, std::int64_t>> job_id_range(pqxx::transaction_base& tx) {
+  auto r = exec1(tx, sql::jobs_get_id_range);
+  if (r[0].is_null()) return std::nullopt;
+  return std::pair<std::int64_t, std::int64_t>{r[0].as<long long>(), r[1].as<long long>()};
 }
 
 std::optional<Job> job(pqxx::transaction_base& tx, std::int64_t id) {

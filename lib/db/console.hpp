@@ -103,6 +103,13 @@ struct JobRow {
   std::optional<std::string> wait_reason;
 };
 std::vector<JobRow> jobs_page(pqxx::transaction_base& tx, const JobFilter& filter);
+// The prompt search (jobs_search.sql): filter.text in the prompts of the jobs with ids
+// in [low_id, high_id), newest first, at most filter.limit (filter.before_id is not
+// read); with `remote_id_too` also the job whose remote id is the text, wherever it is.
+std::vector<JobRow> jobs_search(pqxx::transaction_base& tx, const JobFilter& filter, std::int64_t low_id,
+                                std::int64_t high_id, bool remote_id_too);
+// The lowest and highest job id; nullopt when there is no job.
+std::optional<std::pair<std::int64_t, std::int64_t>> job_id_range(pqxx::transaction_base& tx);
 
 struct Job {
   std::int64_t id = 0;

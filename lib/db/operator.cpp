@@ -68,13 +68,18 @@ std::vector<std::int64_t> jobs_admin::cancel_by_batch(pqxx::transaction_base& tx
   return ids_of(exec(tx, sql::jobs_cancel_by_batch, batch));
 }
 
+std::vector<std::int64_t> jobs_admin::cancel_unlabelled(pqxx::transaction_base& tx) {
+  return ids_of(exec(tx, sql::jobs_cancel_unlabelled));
+}
+
 std::vector<std::int64_t> jobs_admin::retry_by_ids(pqxx::transaction_base& tx, const std::vector<std::int64_t>& ids) {
   return ids_of(exec(tx, sql::jobs_retry_by_ids, ids_array(ids)));
 }
 
 std::vector<std::int64_t> jobs_admin::retry_by_selection(pqxx::transaction_base& tx,
-                                                         const std::optional<std::string>& batch, bool failed_only) {
-  return ids_of(exec(tx, sql::jobs_retry_by_selection, batch, failed_only));
+                                                         const std::optional<std::string>& batch, bool failed_only,
+                                                         bool unlabelled) {
+  return ids_of(exec(tx, sql::jobs_retry_by_selection, unlabelled ? std::nullopt : batch, failed_only, unlabelled));
 }
 
 std::vector<jobs_admin::Current> jobs_admin::state_by_ids(pqxx::transaction_base& tx,
@@ -102,6 +107,18 @@ std::vector<std::pair<std::string, std::int64_t>> jobs_admin::count_batch_by_sta
     out.emplace_back(r[0].as<std::string>(), r[1].as<long long>());
   }
   return out;
+}
+
+std::vector<std::pair<std::string, std::int64_t>> jobs_admin::count_unlabelled_by_state(pqxx::transaction_base& tx) {
+  std::vector<std::pair<std::string, std::int64_t>> out;
+  for (const auto& r : exec(tx, sql::jobs_count_unlabelled_by_state)) {
+    out.emplace_back(r[0].as<std::string>(), r[1].as<long long>());
+  }
+  return out;
+}
+
+bool jobs_admin::batch_exists(pqxx::transaction_base& tx, const std::string& batch) {
+  return exec1(tx, sql::batches_exists, batch)[0].as<bool>();
 }
 
 std::vector<jobs_admin::QueuedAtPrice> jobs_admin::count_queued_by_price(pqxx::transaction_base& tx,

@@ -60,14 +60,16 @@ std::vector<Listed> list(pqxx::transaction_base& tx, const std::optional<std::st
 // ago is left alone (the UPDATE re-checks the condition on rows changed meanwhile).
 std::vector<std::int64_t> cancel_by_ids(pqxx::transaction_base& tx, const std::vector<std::int64_t>& ids);
 std::vector<std::int64_t> cancel_by_batch(pqxx::transaction_base& tx, const std::string& batch);
+// The same for the unlabelled jobs (batch NULL).
+std::vector<std::int64_t> cancel_unlabelled(pqxx::transaction_base& tx);
 
 // The failed or cancelled jobs among `ids` back to queued as if new, keeping their
 // error history (an accepted one gets a new idempotency key); returns the ids retried.
 std::vector<std::int64_t> retry_by_ids(pqxx::transaction_base& tx, const std::vector<std::int64_t>& ids);
 // The same for the failed jobs (failed_only) or the failed and cancelled ones, of
-// `batch` when given.
+// `batch` when given, or of the unlabelled jobs only (batch NULL) with `unlabelled`.
 std::vector<std::int64_t> retry_by_selection(pqxx::transaction_base& tx, const std::optional<std::string>& batch,
-                                             bool failed_only);
+                                             bool failed_only, bool unlabelled = false);
 
 // Where a job stands, to explain why a cancel or a retry left it alone.
 struct Current {
@@ -81,6 +83,10 @@ std::vector<Current> state_by_ids(pqxx::transaction_base& tx, const std::vector<
 // (state, jobs) of `batch`, only the states that occur.
 std::vector<std::pair<std::string, std::int64_t>> count_batch_by_state(pqxx::transaction_base& tx,
                                                                        const std::string& batch);
+// (state, jobs) of the unlabelled jobs (batch NULL), only the states that occur.
+std::vector<std::pair<std::string, std::int64_t>> count_unlabelled_by_state(pqxx::transaction_base& tx);
+// Whether a batch with this label exists: a job of it or its klingq.batches row.
+bool batch_exists(pqxx::transaction_base& tx, const std::string& batch);
 
 // Queued jobs still to be charged, by price (a claim charges the balance at once, so
 // dispatching jobs are paid for already).

@@ -109,4 +109,11 @@ extern const char* const jobs_page;
 extern const char* const operator_events_insert;
 extern const char* const operator_events_list_by_job;
 extern const char* const session_force_custom_plans;
+// The console's actions on the unlabelled batch (batch NULL).
+extern const char* const batches_exists;
+extern const char* const jobs_cancel_unlabelled;
+extern const char* const jobs_count_unlabelled_by_state;
+// The console's bounded prompt search.
+extern const char* const jobs_get_id_range;
+extern const char* const jobs_search;
 }  // namespace klingq::db::sql

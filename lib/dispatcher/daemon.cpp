@@ -104,6 +104,10 @@ bool Daemon::listen() {
       // Polls take at most poll.share of the window, and are rare with webhooks.
       options.settings.requests_per_job = cfg.webhook.listen.empty() ? 1.0 / std::max(0.05, 1.0 - cfg.poll.share) : 1.0;
       options.settings.default_day_start_ms = std::int64_t{cfg.limits.day_starts_at_minutes.value_or(0)} * 60000;
+      options.login_limit.per_address = cfg.console.login_failures_per_address;
+      options.login_limit.overall = cfg.console.login_failures_overall;
+      options.login_limit.window = std::chrono::seconds(cfg.console.login_failure_window_seconds);
+      options.search_scan_rows = cfg.console.search_scan_rows;
       s.console_pool.emplace(cfg.database.url, 2);
       auto console = console::make_console(*s.console_pool, console::Access(s.loaded.console_tokens), options,
                                            std::move(ops_handler));

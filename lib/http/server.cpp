@@ -221,6 +221,12 @@ asio::awaitable<void> serve_connection(std::shared_ptr<ServerState> state,
   const auto& options = state->options;
   beast::flat_buffer buffer;
   bool first_request = true;
+  std::string peer_address;
+  if (!options.peer_address_header.empty()) {
+    error_code ignored;
+    auto endpoint = stream->socket().remote_endpoint(ignored);
+    if (!ignored) peer_address = endpoint.address().to_string();
+  }
   for (;;) {
     if (state->stopping) break;
     // Between keep-alive requests the client may stay silent for idle_timeout; once its
@@ -264,6 +270,10 @@ asio::awaitable<void> serve_connection(std::shared_ptr<ServerState> state,
 
     state->set_busy(id, true);
     Request request = parser.release();
+    if (!options.peer_address_header.empty()) {
+      request.erase(options.peer_address_header);
+      if (!peer_address.empty()) request.set(options.peer_address_header, peer_address);
+    }
     bool keep_alive = request.keep_alive();
     unsigned version = request.version();
     Reply reply = co_await call_handler(*state, std::move(request));

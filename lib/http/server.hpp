@@ -53,6 +53,10 @@ struct ServerOptions {
   std::chrono::milliseconds write_timeout{10000};
   std::chrono::milliseconds idle_timeout{60000};   // keep-alive wait for the next request
   std::size_t max_connections = 4096;              // beyond this, new sockets are closed
+  // When set, every request reaches the handler with the connection's remote address
+  // ("127.0.0.1", "::1") in this header; one the client sent under that name is removed
+  // first, so the handler can trust it (the console's failed-login limit keys on it).
+  std::string peer_address_header;
 };
 
 class Server {

@@ -31,6 +31,14 @@ std::string ids_json(const std::vector<std::int64_t>& ids) {
   return boost::json::serialize(boost::json::object{{"ids", a}, {"count", ids.size()}});
 }
 
+// The same, marked as the unlabelled batch's: its events have batch NULL, as does a
+// `klingq retry --failed` of every batch, which this tells apart.
+std::string unlabelled_ids_json(const std::vector<std::int64_t>& ids) {
+  boost::json::array a;
+  for (auto id : ids) a.push_back(id);
+  return boost::json::serialize(boost::json::object{{"ids", a}, {"count", ids.size()}, {"unlabelled", true}});
+}
+
 std::vector<std::int64_t> sorted(std::vector<std::int64_t> ids) {
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
@@ -96,11 +104,12 @@ Outcome cancel_jobs(pqxx::transaction_base& tx, const std::vector<std::int64_t>&
   return out;
 }
 
-Outcome cancel_batch(pqxx::transaction_base& tx, const std::string& batch, const Actor& actor) {
+Outcome cancel_batch(pqxx::transaction_base& tx, const std::optional<std::string>& batch, const Actor& actor) {
   Outcome out;
-  out.done = sorted(db::jobs_admin::cancel_by_batch(tx, batch));
+  out.done = sorted(batch ? db::jobs_admin::cancel_by_batch(tx, *batch) : db::jobs_admin::cancel_unlabelled(tx));
   std::int64_t in_batch = 0;
-  for (const auto& [state, count] : db::jobs_admin::count_batch_by_state(tx, batch)) {
+  for (const auto& [state, count] : batch ? db::jobs_admin::count_batch_by_state(tx, *batch)
+                                          : db::jobs_admin::count_unlabelled_by_state(tx)) {
     in_batch += count;
     Refusal r;
     if (state == "submitted") r.reason = "already accepted and charged by the API";
@@ -113,7 +122,7 @@ Outcome cancel_batch(pqxx::transaction_base& tx, const std::string& batch, const
   }
   out.empty_batch = in_batch == 0;
   db::console::record_operator_event(tx, actor.who, "batch_cancel", std::nullopt, batch, actor.reason,
-                                     ids_json(out.done));
+                                     batch ? ids_json(out.done) : unlabelled_ids_json(out.done));
   return out;
 }
 
@@ -149,6 +158,15 @@ Outcome retry_selection(pqxx::transaction_base& tx, const std::optional<std::str
   if (!out.done.empty()) db::jobs::notify(tx, "retry");
   db::console::record_operator_event(tx, actor.who, failed_only ? "retry_failed" : "retry_ended", std::nullopt, batch,
                                      actor.reason, ids_json(out.done));
+  return out;
+}
+
+Outcome retry_unlabelled(pqxx::transaction_base& tx, bool failed_only, const Actor& actor) {
+  Outcome out;
+  out.done = sorted(db::jobs_admin::retry_by_selection(tx, std::nullopt, failed_only, true));
+  if (!out.done.empty()) db::jobs::notify(tx, "retry");
+  db::console::record_operator_event(tx, actor.who, failed_only ? "retry_failed" : "retry_ended", std::nullopt,
+                                     std::nullopt, actor.reason, unlabelled_ids_json(out.done));
   return out;
 }
 

@@ -47,13 +47,16 @@ Outcome resume(pqxx::transaction_base& tx, const Actor& actor);
 
 // Queued jobs, and dispatching ones whose lease expired, become cancelled.
 Outcome cancel_jobs(pqxx::transaction_base& tx, const std::vector<std::int64_t>& ids, const Actor& actor);
-Outcome cancel_batch(pqxx::transaction_base& tx, const std::string& batch, const Actor& actor);
+// `batch` nullopt: the unlabelled jobs (batch NULL), as `klingq batch ... --unlabelled`.
+Outcome cancel_batch(pqxx::transaction_base& tx, const std::optional<std::string>& batch, const Actor& actor);
 
 // Failed or cancelled jobs back to queued (klingq retry).
 Outcome retry_jobs(pqxx::transaction_base& tx, const std::vector<std::int64_t>& ids, const Actor& actor);
 // The failed jobs (failed_only) or the failed and cancelled ones, of `batch` when given.
 Outcome retry_selection(pqxx::transaction_base& tx, const std::optional<std::string>& batch, bool failed_only,
                         const Actor& actor);
+// The same for the unlabelled jobs only (batch NULL).
+Outcome retry_unlabelled(pqxx::transaction_base& tx, bool failed_only, const Actor& actor);
 
 // A batch's settings (klingq.batches, lib/db/batches.hpp): what is given changes, the
 // rest is kept; returns the row as it is now (klingq batch set).

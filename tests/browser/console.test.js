@@ -130,6 +130,22 @@ function step(name) { console.log('-- ' + name); }
     await until('resumed', async () => sql('SELECT paused FROM klingq.account') === 'f');
     await until('the banner after resume', async () => !(await text(op, '[data-testid=hold-text]')).includes('paused'));
 
+    // ---- the unlabelled batch's row acts on the jobs without a batch ----
+    step('operator: the unlabelled batch\'s row pauses, resumes and retries its failed jobs');
+    const unlabelled = 'tr[data-batch="(unlabelled)"]';
+    await click(op, unlabelled + ' [data-testid=pause-batch]');
+    await until('the unlabelled batch paused in the database', async () => sql('SELECT paused FROM klingq.batches WHERE batch IS NULL') === 't');
+    await until('the unlabelled batch paused on the page', async () => !!(await op.$(unlabelled + ' [data-testid=batch-paused]')));
+    await shot(op, '03b-unlabelled-paused');
+    await click(op, unlabelled + ' [data-testid=resume-batch]');
+    await until('the unlabelled batch resumed', async () => sql('SELECT paused FROM klingq.batches WHERE batch IS NULL') === 'f');
+    await until('its Pause button again', async () => !!(await op.$(unlabelled + ' [data-testid=pause-batch]')));
+    await click(op, unlabelled + ' [data-testid=retry-failed]');
+    await until('the unlabelled failed job retried', async () => sql("SELECT state FROM klingq.jobs WHERE prompt = 'an unlabelled failed job'") !== 'failed');
+    assert.strictEqual(sql("SELECT string_agg(action, ',' ORDER BY id) FROM klingq.operator_events WHERE batch IS NULL AND action <> 'pause' AND action <> 'resume'"),
+                       'batch_pause,batch_resume,retry_failed');
+    assert.strictEqual(sql("SELECT state FROM klingq.jobs WHERE prompt = 'a failed job for the retry button'"), 'failed', 'a labelled batch is untouched');
+
     // ---- retry and cancel from a job's page ----
     step('operator: retry from a failed job\'s page');
     const failedId = sql("SELECT id FROM klingq.jobs WHERE prompt = 'a failed job for the retry button'");
@@ -163,6 +179,16 @@ function step(name) { console.log('-- ' + name); }
     const listed = await viewer.$$eval('[data-testid=jobs] tr[data-job]', (rows) => rows.length);
     assert.strictEqual(String(listed), sql("SELECT count(*) FROM klingq.jobs WHERE state = 'cancelled'"));
     await shot(viewer, '07-jobs-cancelled');
+    // A text search says which ids it read (a bounded range per request; here all of them).
+    await viewer.goto(A + '/#/jobs?q=lighthouse', { waitUntil: 'load' });
+    const searched = await until('the searched range', async () => {
+      const e = await viewer.$('[data-testid=search-range]');
+      return e && (await e.evaluate((n) => n.textContent));
+    });
+    assert.ok(searched.includes('down to the oldest'), 'searched: ' + searched);
+    const found = await viewer.$$eval('[data-testid=jobs] tr[data-job]', (rows) => rows.length);
+    assert.strictEqual(String(found), sql("SELECT count(*) FROM klingq.jobs WHERE prompt ILIKE '%lighthouse%'"));
+    await shot(viewer, '07b-jobs-search');
     await viewer.goto(A + '/#/', { waitUntil: 'load' });
     await until('the overview again', async () => !!(await viewer.$('[data-testid=batches]')));
     await shot(viewer, '08-overview-end');

@@ -51,6 +51,11 @@ INSERT INTO klingq.jobs (prompt, batch, run_after) VALUES ('a queued job for the
 INSERT INTO klingq.jobs (prompt, batch, state, attempts, last_error) VALUES
   ('a failed job for the retry button', 'later', 'failed', 3,
    '{"last": {"class": "invalid_job", "message": "prompt refused"}}');
+-- The unlabelled batch (batch NULL): a failed job for its row's "Retry failed", and a
+-- queued one for tomorrow that keeps the row on the overview.
+INSERT INTO klingq.jobs (prompt, run_after) VALUES ('an unlabelled job for tomorrow', now() + interval '1 day');
+INSERT INTO klingq.jobs (prompt, state, attempts, last_error) VALUES
+  ('an unlabelled failed job', 'failed', 3, '{"last": {"class": "invalid_job", "message": "prompt refused"}}');
 SQL
 
 start_daemon() {

@@ -12,6 +12,11 @@ namespace klingq::testing {
 
 HttpReply http_call(const std::string& address, const std::string& method, const std::string& target,
                     const std::string& body, const std::string& extra_headers) {
+  return http_call_from("", address, method, target, body, extra_headers);
+}
+
+HttpReply http_call_from(const std::string& source, const std::string& address, const std::string& method,
+                         const std::string& target, const std::string& body, const std::string& extra_headers) {
   HttpReply reply;
   auto colon = address.rfind(':');
   sockaddr_in peer{};
@@ -22,6 +27,15 @@ HttpReply http_call(const std::string& address, const std::string& method, const
   timeval deadline{10, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &deadline, sizeof deadline);
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &deadline, sizeof deadline);
+  if (!source.empty()) {
+    sockaddr_in local{};
+    local.sin_family = AF_INET;
+    inet_pton(AF_INET, source.c_str(), &local.sin_addr);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) {
+      close(fd);
+      return reply;
+    }
+  }
   if (connect(fd, reinterpret_cast<sockaddr*>(&peer), sizeof peer) != 0) {
     close(fd);
     return reply;
