@@ -84,13 +84,15 @@ const std::vector<CommandSpec>& commands() {
        "terminal a progress line on stderr shows the counts and the ETA.\n"},
       {"cancel", "ID...", "cancel queued jobs",
        {{"--batch", "LABEL", "every cancellable job of this batch instead of IDs"},
+        {"--unlabelled", "", "every cancellable job without a batch instead of IDs"},
         {"--reason", "TEXT", "recorded with who cancelled (klingq.operator_events)"}},
        "Queued jobs, and jobs whose dispatching lease has expired, become cancelled.\n"
        "Submitted jobs are refused: the API has accepted and charged them. Exit 1 when any\n"
        "job asked for (or in flight in the batch) could not be cancelled.\n"},
       {"retry", "ID...", "queue failed or cancelled jobs again",
        {{"--batch", "LABEL", "the failed and cancelled jobs of this batch"},
-        {"--failed", "", "every failed job (with --batch: of that batch)"},
+        {"--unlabelled", "", "the failed and cancelled jobs without a batch"},
+        {"--failed", "", "every failed job (with --batch or --unlabelled: of that batch)"},
         {"--reason", "TEXT", "recorded with who retried (klingq.operator_events)"}},
        "Attempts restart at 0, run_after is now, the last error moves into\n"
        "last_error.history. Jobs the API had accepted get a new idempotency key, so the\n"

@@ -238,23 +238,28 @@ int run_jobs(Context& context) {
 
 int run_cancel(Context& context) {
   auto batch = batch_option(context);
+  // --unlabelled: the jobs without a batch, which form one batch (as the console's
+  // /api/batches/:unlabelled/cancel).
+  const bool unlabelled = context.arguments.flag("--unlabelled");
   const auto& operands = context.arguments.operands;
-  if (batch && !operands.empty()) throw UsageError("cancel takes job IDs or --batch LABEL, not both");
-  if (!batch && operands.empty()) throw UsageError("cancel needs job IDs or --batch LABEL");
+  if (batch && unlabelled) throw UsageError("cancel takes --batch LABEL or --unlabelled, not both");
+  const bool whole_batch = batch.has_value() || unlabelled;
+  if (whole_batch && !operands.empty()) throw UsageError("cancel takes job IDs or a batch (--batch LABEL, --unlabelled), not both");
+  if (!whole_batch && operands.empty()) throw UsageError("cancel needs job IDs, --batch LABEL or --unlabelled");
   std::vector<std::int64_t> ids;
-  if (!batch) ids = job_ids(operands);
+  if (!whole_batch) ids = job_ids(operands);
 
   auto connection = context.connect();
   pqxx::work tx(*connection);
   auto actor = operate::cli_actor(context.arguments.value("--reason"));
-  auto outcome = batch ? operate::cancel_batch(tx, *batch, actor) : operate::cancel_jobs(tx, ids, actor);
+  auto outcome = whole_batch ? operate::cancel_batch(tx, batch, actor) : operate::cancel_jobs(tx, ids, actor);
   tx.commit();
 
   // Why the others were not cancelled.
   boost::json::array refused;
   std::vector<std::string> messages;
   for (const auto& r : outcome.refused) {
-    if (batch) {
+    if (whole_batch) {
       refused.push_back(boost::json::object{{"state", r.state.value_or("")}, {"count", r.count}, {"reason", r.reason}});
     } else {
       refused.push_back(boost::json::object{
@@ -263,7 +268,7 @@ int run_cancel(Context& context) {
     }
     messages.push_back(r.message);
   }
-  if (outcome.empty_batch) messages.push_back("no jobs in batch \"" + *batch + "\"");
+  if (outcome.empty_batch) messages.push_back(batch ? "no jobs in batch \"" + *batch + "\"" : "no jobs without a batch");
 
   if (context.json()) {
     boost::json::array cancelled_ids;
@@ -281,20 +286,23 @@ int run_cancel(Context& context) {
 int run_retry(Context& context) {
   auto batch = batch_option(context);
   bool failed_only = context.arguments.flag("--failed");
+  const bool unlabelled = context.arguments.flag("--unlabelled");
   const auto& operands = context.arguments.operands;
-  bool by_selection = batch.has_value() || failed_only;
+  if (batch && unlabelled) throw UsageError("retry takes --batch LABEL or --unlabelled, not both");
+  bool by_selection = batch.has_value() || failed_only || unlabelled;
   if (by_selection && !operands.empty()) {
-    throw UsageError("retry takes job IDs or a selection (--batch LABEL, --failed), not both");
+    throw UsageError("retry takes job IDs or a selection (--batch LABEL, --unlabelled, --failed), not both");
   }
-  if (!by_selection && operands.empty()) throw UsageError("retry needs job IDs, --batch LABEL or --failed");
+  if (!by_selection && operands.empty()) throw UsageError("retry needs job IDs, --batch LABEL, --unlabelled or --failed");
   std::vector<std::int64_t> ids;
   if (!by_selection) ids = job_ids(operands);
 
   auto connection = context.connect();
   pqxx::work tx(*connection);
   auto actor = operate::cli_actor(context.arguments.value("--reason"));
-  auto outcome = by_selection ? operate::retry_selection(tx, batch, failed_only, actor)
-                              : operate::retry_jobs(tx, ids, actor);
+  auto outcome = unlabelled     ? operate::retry_unlabelled(tx, failed_only, actor)
+                 : by_selection ? operate::retry_selection(tx, batch, failed_only, actor)
+                                : operate::retry_jobs(tx, ids, actor);
   tx.commit();
   boost::json::array refused;
   std::vector<std::string> messages;

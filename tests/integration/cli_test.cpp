@@ -443,6 +443,40 @@ TEST_CASE("cancel takes queued and lease-expired jobs, refuses submitted ones") 
   CHECK(klingq_cli(url, {"cancel", "--batch", "no-such-batch"}).code == 1);
 }
 
+TEST_CASE("cancel and retry --unlabelled act on the jobs without a batch only") {
+  auto url = PgCluster::shared().migrated_database();
+  pqxx::connection connection(url);
+  {
+    pqxx::work tx(connection);
+    tx.exec("INSERT INTO klingq.jobs (prompt, batch) VALUES ('loose 1', NULL), ('loose 2', NULL), ('kept', 'b1')");
+    tx.exec("INSERT INTO klingq.jobs (prompt, batch, state, last_error) VALUES "
+            "('loose failed', NULL, 'failed', '{\"last\": {\"class\": \"remote_failed\"}}'), "
+            "('labelled failed', 'b1', 'failed', '{\"last\": {\"class\": \"remote_failed\"}}')");
+    tx.commit();
+  }
+  CHECK(klingq_cli(url, {"cancel", "--unlabelled", "--batch", "b1"}).code == 2);
+  CHECK(klingq_cli(url, {"cancel", "--unlabelled", "1"}).code == 2);
+  CHECK(klingq_cli(url, {"retry", "--unlabelled", "--batch", "b1"}).code == 2);
+
+  auto cancelled = klingq_cli(url, {"cancel", "--unlabelled", "--json", "--reason", "loose ends"});
+  CHECK(cancelled.code == 0);
+  CHECK(cancelled.json().at("count").as_int64() == 2);
+  CHECK(count(connection, "SELECT count(*) FROM klingq.jobs WHERE batch IS NULL AND state = 'cancelled'") == 2);
+  CHECK(count(connection, "SELECT count(*) FROM klingq.jobs WHERE batch = 'b1' AND state = 'queued'") == 1);
+  CHECK(count(connection, "SELECT count(*) FROM klingq.operator_events WHERE reason = 'loose ends'") >= 1);
+
+  // --failed: only the failed one of the unlabelled jobs; then all of them.
+  auto failed = klingq_cli(url, {"retry", "--unlabelled", "--failed", "--json"});
+  CHECK(failed.code == 0);
+  CHECK(failed.json().at("count").as_int64() == 1);
+  CHECK(count(connection, "SELECT count(*) FROM klingq.jobs WHERE prompt = 'labelled failed' AND state = 'failed'") == 1);
+  auto all = klingq_cli(url, {"retry", "--unlabelled", "--json"});
+  CHECK(all.code == 0);
+  CHECK(all.json().at("count").as_int64() == 2);
+  CHECK(count(connection, "SELECT count(*) FROM klingq.jobs WHERE batch IS NULL AND state = 'queued'") == 3);
+  CHECK(count(connection, "SELECT count(*) FROM klingq.jobs WHERE prompt = 'labelled failed' AND state = 'failed'") == 1);
+}
+
 TEST_CASE("retry requeues failed and cancelled jobs, keeps the error history and wakes dispatchers") {
   auto url = PgCluster::shared().migrated_database();
   pqxx::connection connection(url);
