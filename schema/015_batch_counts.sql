@@ -6,9 +6,14 @@
 -- rows), its last-hour figures scanned job_events (0.7 s and 0.2 s), and every claim
 -- with a budgeted batch summed that batch's rows.
 
--- Jobs per batch, state and kind (mode, duration: what the price depends on), with the
--- credits recorded (credit_cost) and how many rows have none yet (their cost is the
--- price table's, which readers apply: the table holds no prices).
+-- Jobs per batch, settled state (queued, completed, failed, cancelled) and kind (mode,
+-- duration: what the price depends on), with the credits recorded (credit_cost) and how
+-- many rows have none (their cost is the price table's, which readers apply: the table
+-- holds no prices). The jobs in flight (dispatching, submitted) are not counted here:
+-- readers count them in klingq.jobs, where partial indexes hold just them and the
+-- parallel limit keeps them few. So a job's way through the API appends two rows (out of
+-- queued, into its end), not six, and the submit, which moves rows between the two
+-- in-flight states, appends none.
 CREATE TABLE klingq.batch_counts (
   key        text NOT NULL,  -- coalesce(batch, ''): '' is the unlabelled batch
   state      klingq.job_state NOT NULL,
@@ -24,9 +29,10 @@ CREATE TABLE klingq.batch_counts (
 -- the write-ahead log those appends cost (bench/triggers). Readers scan the table, which
 -- the fold keeps to a row per group plus a few seconds of changes.
 COMMENT ON TABLE klingq.batch_counts IS
-  'Net changes of the jobs per (batch key, state, mode, duration): sum(n) is the count, '
-  'sum(credits) the recorded credit_cost, sum(uncosted) the rows without one; key '''' = '
-  'unlabelled. Maintained by triggers on klingq.jobs, folded by klingqd.';
+  'Net changes of the jobs per (batch key, state, mode, duration) for the settled states '
+  '(queued, completed, failed, cancelled; count dispatching and submitted in klingq.jobs): '
+  'sum(n) is the count, sum(credits) the recorded credit_cost, sum(uncosted) the rows '
+  'without one; key '''' = unlabelled. Maintained by triggers on klingq.jobs, folded by klingqd.';
 
 -- State changes per minute, new state and error class, with the credits of the submits:
 -- the console's sparkline, 429s, 402s, failures by class and burn rate. Counted by the
@@ -53,7 +59,7 @@ LOCK TABLE klingq.jobs, klingq.job_events IN SHARE ROW EXCLUSIVE MODE;
 INSERT INTO klingq.batch_counts (key, state, mode, duration, n, credits, uncosted, changed_at)
 SELECT coalesce(batch, ''), state, mode, duration, count(*), coalesce(sum(credit_cost), 0),
        count(*) FILTER (WHERE credit_cost IS NULL), max(updated_at)
-FROM klingq.jobs GROUP BY 1, 2, 3, 4;
+FROM klingq.jobs WHERE state IN ('queued', 'completed', 'failed', 'cancelled') GROUP BY 1, 2, 3, 4;
 INSERT INTO klingq.event_minutes (minute, to_state, error_class, n, credits)
 SELECT date_trunc('minute', e.at), e.to_state, e.detail -> 'error' ->> 'class', count(*),
        coalesce(sum(j.credit_cost) FILTER (WHERE e.to_state = 'submitted'), 0)
@@ -68,7 +74,7 @@ BEGIN
   INSERT INTO klingq.batch_counts (key, state, mode, duration, n, credits, uncosted)
   SELECT coalesce(batch, ''), state, mode, duration, count(*), coalesce(sum(credit_cost), 0),
          count(*) FILTER (WHERE credit_cost IS NULL)
-  FROM inserted GROUP BY 1, 2, 3, 4;
+  FROM inserted WHERE state IN ('queued', 'completed', 'failed', 'cancelled') GROUP BY 1, 2, 3, 4;
   INSERT INTO klingq.batches AS b (batch)
   SELECT DISTINCT batch FROM inserted WHERE state = 'queued' ORDER BY 1 NULLS FIRST
   ON CONFLICT (key) DO UPDATE SET active = true WHERE NOT b.active;
@@ -81,7 +87,7 @@ BEGIN
   INSERT INTO klingq.batch_counts (key, state, mode, duration, n, credits, uncosted)
   SELECT coalesce(batch, ''), state, mode, duration, -count(*), -coalesce(sum(credit_cost), 0),
          -count(*) FILTER (WHERE credit_cost IS NULL)
-  FROM deleted GROUP BY 1, 2, 3, 4;
+  FROM deleted WHERE state IN ('queued', 'completed', 'failed', 'cancelled') GROUP BY 1, 2, 3, 4;
   RETURN NULL;
 END $$;
 
@@ -96,9 +102,10 @@ END $$;
 
 -- The update trigger of 012. Three changes: the submit's event carries its cost
 -- (detail.credit_cost, shown on the job's page); the moves are counted per minute in
--- klingq.event_minutes; and every statement appends its net change per batch: each old
--- row subtracted, each new row added, the groups that cancel dropped (no join needed,
--- and updates that move nothing, such as a poll's polled_at, add nothing).
+-- klingq.event_minutes; and every statement appends its net change per batch in the
+-- settled states: each old row subtracted, each new row added, the groups that cancel
+-- dropped (no join needed, and updates that move nothing, such as a poll's polled_at or
+-- a submit between the two in-flight states, add nothing).
 CREATE OR REPLACE FUNCTION klingq.jobs_record_events() RETURNS trigger LANGUAGE plpgsql
   SET enable_nestloop = off AS $$
 BEGIN
@@ -130,11 +137,11 @@ BEGIN
     SELECT key, state, mode, duration, sum(n), sum(credits), sum(uncosted)
     FROM (SELECT coalesce(batch, '') AS key, state, mode, duration, -1 AS n,
                  -coalesce(credit_cost, 0) AS credits, -(credit_cost IS NULL)::int AS uncosted
-          FROM old_rows
+          FROM old_rows WHERE state IN ('queued', 'completed', 'failed', 'cancelled')
           UNION ALL
           SELECT coalesce(batch, ''), state, mode, duration, 1,
                  coalesce(credit_cost, 0), (credit_cost IS NULL)::int
-          FROM new_rows) d
+          FROM new_rows WHERE state IN ('queued', 'completed', 'failed', 'cancelled')) d
     GROUP BY 1, 2, 3, 4
     HAVING sum(n) <> 0 OR sum(credits) <> 0 OR sum(uncosted) <> 0)
   INSERT INTO klingq.job_counts (state, n)

@@ -1,5 +1,6 @@
 // The schema against a real PostgreSQL: defaults, every CHECK, the enum, the claim
 // index, the NOTIFY, and migrations that re-run safely.
+#include "db/console.hpp"
 #include "db/instances.hpp"
 #include "db/migrations.hpp"
 #include "support/pg_cluster.hpp"
@@ -7,6 +8,7 @@
 #include <doctest/doctest.h>
 #include <pqxx/pqxx>
 
+#include <map>
 #include <thread>
 
 using klingq::testing::PgCluster;
@@ -297,18 +299,23 @@ TEST_CASE("klingq.batch_counts and event_minutes agree with full counts through 
     tx.exec("UPDATE klingq.jobs SET state = 'submitted', remote_id = 'r' || id, credit_cost = 35 WHERE id % 4 = 0");
     tx.exec("UPDATE klingq.jobs SET state = 'failed', last_error = '{\"last\": {\"class\": \"rate_limited\"}}' "
             "WHERE id % 7 = 0");
+    tx.exec("UPDATE klingq.jobs SET state = 'dispatching', lease_owner = 'old', lease_expires_at = now() "
+            "WHERE state = 'queued' AND id % 9 = 0");
+    tx.exec("INSERT INTO klingq.batches (batch, budget) VALUES ('b1', 100000), ('b2', 500) "
+            "ON CONFLICT (key) DO UPDATE SET budget = EXCLUDED.budget");
     tx.commit();
   }
   CHECK(klingq::db::migrate(connection).front() == 15);
-  // Every (batch, state, mode, duration): count, credits and rows without a cost.
-  auto batches_agree = [&] {
+  // Every (batch, settled state, mode, duration): count, credits and rows without a cost.
+  auto table_agrees = [&] {
     pqxx::read_transaction tx(connection);
     return tx.exec1(R"(
       SELECT count(*) FROM (
         SELECT coalesce(batch, '') AS key, state, mode, duration, count(*)::bigint AS n,
                coalesce(sum(credit_cost), 0)::bigint AS credits,
                count(*) FILTER (WHERE credit_cost IS NULL)::bigint AS uncosted
-        FROM klingq.jobs GROUP BY 1, 2, 3, 4) full_count
+        FROM klingq.jobs WHERE state IN ('queued', 'completed', 'failed', 'cancelled')
+        GROUP BY 1, 2, 3, 4) full_count
       FULL JOIN (SELECT key, state, mode, duration, sum(n)::bigint AS n, sum(credits)::bigint AS credits,
                         sum(uncosted)::bigint AS uncosted
                  FROM klingq.batch_counts GROUP BY 1, 2, 3, 4
@@ -317,6 +324,38 @@ TEST_CASE("klingq.batch_counts and event_minutes agree with full counts through 
       WHERE (full_count.n, full_count.credits, full_count.uncosted)
             IS DISTINCT FROM (counted.n, counted.credits, counted.uncosted))")[0].as<int>() == 0;
   };
+  // What the console and the claim read (with the jobs in flight, from klingq.jobs)
+  // against the same figures computed from the whole table.
+  const klingq::db::Prices prices{100, 200, 300, 500};
+  auto readers_agree = [&] {
+    pqxx::read_transaction tx(connection);
+    std::map<std::string, std::string> read, full;
+    for (const auto& c : klingq::db::console::batch_counts(tx, prices)) {
+      read[c.batch.value_or("(none)") + "/" + c.state] =
+          std::to_string(c.jobs) + " " + std::to_string(c.credits) + " " + std::to_string(c.queued_cost) + " " +
+          (c.queued_priority ? std::to_string(*c.queued_priority) : "-");
+    }
+    for (const auto& r : tx.exec(R"(
+        SELECT coalesce(batch, '(none)') || '/' || state, count(*) || ' ' || coalesce(sum(credit_cost), 0) || ' ' ||
+               CASE WHEN state = 'queued' THEN sum(klingq.expected_cost(mode, duration, 100, 200, 300, 500)) ELSE 0 END
+               || ' ' || coalesce((max(priority) FILTER (WHERE state = 'queued'))::text, '-')
+        FROM klingq.jobs GROUP BY batch, state)")) {
+      full[r[0].as<std::string>()] = r[1].as<std::string>();
+    }
+    CHECK(read == full);
+    std::map<std::string, long long> left, expected;
+    for (const auto& [batch, credits] : klingq::db::batches::budgets_remaining(tx, prices)) left[batch] = credits;
+    for (const auto& r : tx.exec(R"(
+        SELECT b.batch, b.budget - coalesce((SELECT sum(coalesce(j.credit_cost, klingq.expected_cost(j.mode, j.duration, 100, 200, 300, 500)))
+                                             FROM klingq.jobs j WHERE j.batch = b.batch
+                                               AND j.state IN ('dispatching', 'submitted', 'completed')), 0)
+        FROM klingq.batches b WHERE b.budget IS NOT NULL)")) {
+      expected[r[0].as<std::string>()] = r[1].as<long long>();
+    }
+    CHECK(left == expected);
+    return read == full && left == expected;
+  };
+  auto batches_agree = [&] { return table_agrees() && readers_agree(); };
   // Every (minute, to_state, error class) of the job_events still there that changed a
   // state (a download's or a stuck flag's event is not a move).
   auto events_agree = [&] {
@@ -352,6 +391,8 @@ TEST_CASE("klingq.batch_counts and event_minutes agree with full counts through 
     tx.exec("UPDATE klingq.jobs SET state = 'submitted', remote_id = 'r' || id, credit_cost = 40 WHERE state = 'queued' AND id % 3 = 0");
     tx.exec("UPDATE klingq.jobs SET credit_cost = 20 WHERE state = 'submitted' AND id % 2 = 0");  // cost only
     tx.exec("UPDATE klingq.jobs SET state = 'completed' WHERE state = 'submitted' AND id % 5 = 0");
+    tx.exec("UPDATE klingq.jobs SET state = 'dispatching', lease_owner = 'x', lease_expires_at = now() "
+            "WHERE state = 'queued' AND id % 17 = 0");
     tx.exec("UPDATE klingq.jobs SET batch = 'moved' WHERE id % 11 = 0");          // relabel, any state
     tx.exec("UPDATE klingq.jobs SET mode = 'professional', duration = 10 WHERE state = 'queued' AND id % 13 = 0");
     tx.exec("UPDATE klingq.jobs SET priority = 2 WHERE id % 2 = 0");               // no counted change

@@ -1,15 +1,21 @@
 -- Jobs per (batch, state) with the credits recorded, the highest queued priority and the
 -- expected cost of the queued rows: the console's batch list and its ETA. Unlabelled
--- jobs are one batch (NULL). $1..$4: the price table (klingq.expected_cost). From the
--- net changes of klingq.batch_counts (schema 015), not the jobs: the cost grows with the
--- batches, not with the queue. The highest queued priority is one probe per batch of
--- jobs_batch_queue_idx.
+-- jobs are one batch (NULL). $1..$4: the price table (klingq.expected_cost). The settled
+-- states come from the net changes of klingq.batch_counts (schema 015), the jobs in
+-- flight from klingq.jobs through their partial indexes (jobs_lease_idx, jobs_poll_idx):
+-- the cost grows with the batches and the jobs in flight, not with the queue or the
+-- history. The highest queued priority is one probe per batch of jobs_batch_queue_idx.
 WITH c AS (
   SELECT key, state, sum(n) AS n, sum(credits) AS credits, max(changed_at) AS changed_at,
          sum(n * klingq.expected_cost(mode, duration, $1, $2, $3, $4)) AS expected
   FROM klingq.batch_counts
   GROUP BY key, state
   HAVING sum(n) <> 0
+  UNION ALL
+  SELECT coalesce(batch, ''), state, count(*), coalesce(sum(credit_cost), 0), max(updated_at), 0
+  FROM klingq.jobs
+  WHERE state IN ('dispatching', 'submitted')
+  GROUP BY 1, 2
 )
 SELECT nullif(c.key, ''), c.state::text, c.n::bigint, c.credits::bigint,
        CASE WHEN c.state = 'queued' THEN
