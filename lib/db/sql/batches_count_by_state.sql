@@ -11,11 +11,16 @@ WITH c AS (
   FROM klingq.batch_counts
   GROUP BY key, state
   HAVING sum(n) <> 0
+  -- One query per in-flight state, each matching its partial index (an IN list of both
+  -- matches neither, and the planner scans the table).
   UNION ALL
-  SELECT coalesce(batch, ''), state, count(*), coalesce(sum(credit_cost), 0), max(updated_at), 0
-  FROM klingq.jobs
-  WHERE state IN ('dispatching', 'submitted')
-  GROUP BY 1, 2
+  SELECT coalesce(batch, ''), 'dispatching'::klingq.job_state, count(*), coalesce(sum(credit_cost), 0),
+         max(updated_at), 0
+  FROM klingq.jobs WHERE state = 'dispatching' GROUP BY 1
+  UNION ALL
+  SELECT coalesce(batch, ''), 'submitted'::klingq.job_state, count(*), coalesce(sum(credit_cost), 0),
+         max(updated_at), 0
+  FROM klingq.jobs WHERE state = 'submitted' GROUP BY 1
 )
 SELECT nullif(c.key, ''), c.state::text, c.n::bigint, c.credits::bigint,
        CASE WHEN c.state = 'queued' THEN
