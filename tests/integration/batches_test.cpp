@@ -5,6 +5,7 @@
 #include "db/migrations.hpp"
 #include "dispatcher/transactions.hpp"
 #include "support/cli.hpp"
+#include "support/old_schema.hpp"
 #include "support/pg_cluster.hpp"
 #include "support/process.hpp"
 #include "support/stack.hpp"
@@ -19,6 +20,7 @@
 #include <vector>
 
 using klingq::testing::PgCluster;
+using klingq::testing::migrate_before;
 using klingq::testing::Cli;
 using klingq::testing::klingq_cli;
 using klingq::testing::Stack;
@@ -68,16 +70,8 @@ TEST_CASE("migration 012 folds batch_budgets into klingq.batches and keeps every
   pqxx::connection c(url);
   {
     // The schema as version 11 left it, with budgets and queued jobs in it.
+    migrate_before(c, 12);
     pqxx::work tx(c);
-    tx.exec("CREATE SCHEMA klingq");
-    tx.exec("CREATE TABLE klingq.schema_migrations (version int PRIMARY KEY, name text NOT NULL, "
-            "applied_at timestamptz NOT NULL DEFAULT now())");
-    for (const auto& m : klingq::db::embedded_migrations()) {
-      if (m.version >= 12) break;
-      tx.exec(m.sql);
-      tx.exec_params("INSERT INTO klingq.schema_migrations (version, name) VALUES ($1, $2)", m.version,
-                     std::string(m.name));
-    }
     tx.exec("INSERT INTO klingq.batch_budgets (batch, budget) VALUES ('spring', 5000), ('idle', 0)");
     tx.exec("INSERT INTO klingq.jobs (prompt, batch) VALUES ('a', 'spring'), ('b', 'summer'), ('c', NULL)");
     tx.exec("INSERT INTO klingq.jobs (prompt, batch, state) VALUES ('d', 'done', 'cancelled')");

@@ -3,6 +3,7 @@
 // PostgreSQL: every batch route with the unlabelled batch (its access rules, what it
 // changes and records, the budget it cannot have), a real label spelled like the
 // segment, and wrong tokens from one address, from several, and the limit lifting.
+#include "support/console.hpp"
 #include "support/http_call.hpp"
 #include "support/process.hpp"
 #include "support/stack.hpp"
@@ -21,31 +22,8 @@ namespace {
 const std::string op_token = "op-token-7c1f0e2b9a44";
 const std::string viewer_token = "viewer-token-5d3a8e61";
 
-std::string bearer(const std::string& token) { return "Authorization: Bearer " + token + "\r\n"; }
 const std::string as_op = bearer(op_token);
 const std::string as_viewer = bearer(viewer_token);
-
-boost::json::value body(const HttpReply& r) {
-  try {
-    return boost::json::parse(r.body);
-  } catch (...) {
-    FAIL("not JSON: " << r.status << " " << r.body);
-  }
-  return nullptr;
-}
-
-std::string error_of(const HttpReply& r) {
-  auto v = body(r);
-  REQUIRE(v.is_object());
-  REQUIRE(v.as_object().contains("error"));
-  return std::string(v.at("error").as_string());
-}
-
-std::string write_file(const Stack& stack, const std::string& name, const std::string& text) {
-  auto path = stack.dir + "/" + name;
-  std::ofstream(path) << text;
-  return path;
-}
 
 // klingqd with the console on a free port and both token files; returns its address.
 std::string start(Stack& stack, std::map<std::string, std::string> overrides = {}) {

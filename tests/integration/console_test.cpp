@@ -3,6 +3,7 @@
 // CSRF token, viewers and operators), its bad inputs (each a 4xx JSON error that changes
 // nothing), that every action is recorded with who and why, and that no secret is in a
 // response.
+#include "support/console.hpp"
 #include "support/http_call.hpp"
 #include "support/stack.hpp"
 
@@ -33,31 +34,8 @@ struct Console {
   }
 };
 
-std::string bearer(const std::string& token) { return "Authorization: Bearer " + token + "\r\n"; }
 const std::string as_op = bearer(op_token);
 const std::string as_viewer = bearer(viewer_token);
-
-boost::json::value body(const HttpReply& r) {
-  try {
-    return boost::json::parse(r.body);
-  } catch (...) {
-    FAIL("not JSON: " << r.status << " " << r.body);
-  }
-  return nullptr;
-}
-
-std::string error_of(const HttpReply& r) {
-  auto v = body(r);
-  REQUIRE(v.is_object());
-  REQUIRE(v.as_object().contains("error"));
-  return std::string(v.at("error").as_string());
-}
-
-std::string write_file(const Stack& stack, const std::string& name, const std::string& text) {
-  auto path = stack.dir + "/" + name;
-  std::ofstream(path) << text;
-  return path;
-}
 
 // klingqd with the console on a free port and both token files.
 Console start(Stack& stack, bool viewer_file = true, std::map<std::string, std::string> overrides = {}) {

@@ -3,6 +3,7 @@
 #include "db/console.hpp"
 #include "db/instances.hpp"
 #include "db/migrations.hpp"
+#include "support/old_schema.hpp"
 #include "support/pg_cluster.hpp"
 
 #include <doctest/doctest.h>
@@ -12,6 +13,7 @@
 #include <thread>
 
 using klingq::testing::PgCluster;
+using klingq::testing::migrate_before;
 
 namespace {
 // Runs one INSERT and returns the error message ("" when it succeeded).
@@ -282,16 +284,8 @@ TEST_CASE("klingq.batch_counts and event_minutes agree with full counts through 
   pqxx::connection connection(url);
   {
     // The schema as version 14 left it, with jobs and events in it: 015 counts them.
+    migrate_before(connection, 15);
     pqxx::work tx(connection);
-    tx.exec("CREATE SCHEMA klingq");
-    tx.exec("CREATE TABLE klingq.schema_migrations (version int PRIMARY KEY, name text NOT NULL, "
-            "applied_at timestamptz NOT NULL DEFAULT now())");
-    for (const auto& m : klingq::db::embedded_migrations()) {
-      if (m.version >= 15) break;
-      tx.exec(m.sql);
-      tx.exec_params("INSERT INTO klingq.schema_migrations (version, name) VALUES ($1, $2)", m.version,
-                     std::string(m.name));
-    }
     tx.exec("INSERT INTO klingq.jobs (prompt, batch, mode, duration) "
             "SELECT 'old ' || g, CASE WHEN g % 3 = 0 THEN NULL ELSE 'b' || (g % 4) END, "
             "CASE WHEN g % 2 = 0 THEN 'professional' ELSE 'standard' END, CASE WHEN g % 5 = 0 THEN 10 ELSE 5 END "
