@@ -11,11 +11,6 @@ using namespace detail;
 
 namespace {
 
-std::optional<std::string> text_of(const pqxx::field& f) {
-  if (f.is_null()) return std::nullopt;
-  return f.as<std::string>();
-}
-
 // A text[] literal: every element double-quoted, with " and \ escaped, so that any
 // label (commas, braces, quotes, the empty key) comes through as it is.
 std::string text_array(const std::vector<std::string>& items) {

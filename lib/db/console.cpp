@@ -8,10 +8,6 @@ namespace klingq::db::console {
 using namespace detail;
 
 namespace {
-std::optional<std::string> text_of(const pqxx::field& f) {
-  if (f.is_null()) return std::nullopt;
-  return f.as<std::string>();
-}
 std::int64_t ms_or_zero(const pqxx::field& f) { return f.is_null() ? 0 : f.as<long long>(); }
 }  // namespace
 

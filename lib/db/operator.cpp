@@ -8,10 +8,6 @@ namespace klingq::db {
 using namespace detail;
 
 namespace {
-std::optional<std::string> text_of(const pqxx::field& f) {
-  if (f.is_null()) return std::nullopt;
-  return f.as<std::string>();
-}
 std::optional<double> double_of(const pqxx::field& f) {
   if (f.is_null()) return std::nullopt;
   return f.as<double>();

@@ -52,6 +52,10 @@ inline std::optional<long long> int_of(const pqxx::field& f) {
   if (f.is_null()) return std::nullopt;
   return f.as<long long>();
 }
+inline std::optional<std::string> text_of(const pqxx::field& f) {
+  if (f.is_null()) return std::nullopt;
+  return f.as<std::string>();
+}
 
 // A bigint[] literal for `= ANY($n::bigint[])`.
 inline std::string ids_array(const std::vector<std::int64_t>& ids) {
