@@ -4,6 +4,7 @@
 #include "db/sql_statements.hpp"
 #include "db/statement.hpp"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace klingq::db::batches {
@@ -121,12 +122,13 @@ std::vector<Candidate> window(pqxx::transaction_base& tx, std::int64_t window, s
   return out;
 }
 
-std::vector<std::string> runnable(pqxx::transaction_base& tx, const std::vector<std::string>& keys, int priority,
-                                  std::int64_t limit) {
-  std::vector<std::string> out;
+std::vector<Runnable> runnable(pqxx::transaction_base& tx, const std::vector<std::string>& keys, int priority,
+                               std::int64_t limit, std::int64_t count_to) {
+  std::vector<Runnable> out;
   if (keys.empty() || limit <= 0) return out;
-  for (const auto& r : exec(tx, sql::batches_select_runnable, text_array(keys), priority, static_cast<long long>(limit))) {
-    out.push_back(r[0].as<std::string>());
+  for (const auto& r : exec(tx, sql::batches_select_runnable, text_array(keys), priority, static_cast<long long>(limit),
+                            static_cast<long long>(std::max<std::int64_t>(1, count_to)))) {
+    out.push_back({r[0].as<std::string>(), r[1].as<long long>()});
   }
   return out;
 }

@@ -73,9 +73,14 @@ std::optional<int> top_priority(pqxx::transaction_base& tx, std::optional<int> b
 double share_clock(pqxx::transaction_base& tx);
 // One page of the walk: `window` unpaused active batches from `offset`, lowest pass first.
 std::vector<Candidate> window(pqxx::transaction_base& tx, std::int64_t window, std::int64_t offset);
-// The first `limit` of `keys` (in their order) with a runnable row at `priority`.
-std::vector<std::string> runnable(pqxx::transaction_base& tx, const std::vector<std::string>& keys, int priority,
-                                  std::int64_t limit);
+// The first `limit` of `keys` (in their order) with a runnable row at `priority`, each with
+// its runnable rows counted up to `count_to` (a batch at `count_to` may have more).
+struct Runnable {
+  std::string key;
+  std::int64_t rows = 0;
+};
+std::vector<Runnable> runnable(pqxx::transaction_base& tx, const std::vector<std::string>& keys, int priority,
+                               std::int64_t limit, std::int64_t count_to);
 // Jobs dispatching or submitted per key, for the keys given (absent: none).
 std::vector<std::pair<std::string, std::int64_t>> in_flight(pqxx::transaction_base& tx,
                                                             const std::vector<std::string>& keys);

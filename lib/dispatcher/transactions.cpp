@@ -185,7 +185,7 @@ struct ShareEntry {
   shares::Batch batch;
   shares::Caps caps;
   std::int64_t taken = 0;  // submits it got in this claim
-  bool looked_short = false;  // it had fewer runnable rows than planned
+  bool looked_short = false;  // it gave every runnable row it had, or fewer than planned
 };
 
 struct Picked {
@@ -235,30 +235,37 @@ Picked pick_by_shares(pqxx::work& tx, const QueueSettings& settings, const Locke
     std::vector<std::size_t> level_entries;
     std::int64_t room_total = 0;
     bool more = true;
-    std::int64_t offset = 0;                  // into the walk, lowest pass first
-    std::int64_t window = 2 * remaining + 32;  // batches read per page, growing
+    std::int64_t offset = 0;  // into the walk, lowest pass first
+    // The plan serves shares::max_served batches at a time, so each batch's rows are
+    // counted up to its likely part: a batch below that count is known to the row.
+    const auto served = std::min(remaining, static_cast<std::int64_t>(shares::max_served));
+    const std::int64_t count_to = (remaining + served - 1) / served;
+    // The first page looks for as many batches as the plan serves; a later one (the first
+    // held batches short of rows) for a batch per submit still to give.
+    std::int64_t wanted_hits = std::min(remaining, served) + 8;
+    std::int64_t window = 2 * wanted_hits + 32;  // batches read per page, growing
     for (int page = 0; page < 8 && more && room_total < remaining; ++page, window *= 4) {
+      if (page > 0) wanted_hits = remaining - room_total + 8;
       auto rows = db::batches::window(tx, window, offset);
       more = static_cast<std::int64_t>(rows.size()) == window;
       std::vector<std::string> keys;
       for (const auto& r : rows) keys.push_back(r.key);
-      const std::int64_t wanted_hits = remaining + 8;
-      auto hits = db::batches::runnable(tx, keys, *priority, wanted_hits);
+      auto hits = db::batches::runnable(tx, keys, *priority, wanted_hits, count_to);
       // The probes stopped at the last hit when they found enough: the next page starts
       // right after it, else after the whole window.
-      std::vector<db::batches::Candidate> found;
+      std::vector<std::pair<db::batches::Candidate, std::int64_t>> found;  // with its rows counted
       std::size_t h = 0;
       std::size_t probed = rows.size();
       for (std::size_t r = 0; r < rows.size() && h < hits.size(); ++r) {
-        if (rows[r].key != hits[h]) continue;
-        found.push_back(rows[r]);
+        if (rows[r].key != hits[h].key) continue;
+        found.emplace_back(rows[r], hits[h].rows);
         ++h;
         if (static_cast<std::int64_t>(hits.size()) == wanted_hits && h == hits.size()) probed = r + 1;
       }
       if (probed < rows.size()) more = true;
       offset += static_cast<std::int64_t>(probed);
       std::vector<std::string> capped_keys;
-      for (auto& c : found) {
+      for (auto& [c, counted] : found) {
         auto [it, fresh] = entry_of.try_emplace(c.key, out.entries.size());
         if (fresh) {
           ShareEntry e;
@@ -279,7 +286,12 @@ Picked pick_by_shares(pqxx::work& tx, const QueueSettings& settings, const Locke
         }
         auto& e = out.entries[it->second];
         e.batch.priority = *priority;
-        e.caps.available.reset();  // rows at this level: not known yet
+        // Its rows at this level: exact below count_to, else at least that many.
+        if (counted < count_to) {
+          e.caps.available = counted + e.taken;
+        } else {
+          e.caps.available.reset();
+        }
         e.looked_short = false;
         level_entries.push_back(it->second);
       }
@@ -421,6 +433,11 @@ Picked pick_by_shares(pqxx::work& tx, const QueueSettings& settings, const Locke
     out.vtime = advanced.vtime;
     for (std::size_t j = 0; j < batches.size(); ++j) out.entries[level_entries[j]].batch.pass = advanced.pass[j];
     for (auto j : taken) ++out.entries[level_entries[j]].taken;
+    // A batch that gave every runnable row it had may be out of jobs.
+    for (auto i : level_entries) {
+      auto& e = out.entries[i];
+      if (e.caps.available && e.taken >= *e.caps.available) e.looked_short = true;
+    }
     remaining -= static_cast<std::int64_t>(taken.size());
     budget -= choice.reserved;
     if (choice.short_of_credit) {
@@ -444,8 +461,9 @@ void save_shares(pqxx::work& tx, const Picked& picked, bool sweep) {
     if (e.taken > 0) {
       saved.push_back({e.batch.key, e.batch.pass, shares::day_count_after(e.caps, picked.today, e.taken), picked.today});
     }
-    // A batch that had fewer rows than planned may be out of jobs; one that had just
-    // enough is found by the sweep (at most a probe per claim until then).
+    // A batch that gave all its runnable rows, or had fewer than planned, may be out of
+    // jobs; one that had more than it was counted to is found by the sweep if it ran out
+    // anyway (at most a probe per claim until then).
     if (e.looked_short) check.push_back(e.batch.key);
   }
   // Batches that ran short are looked at below, under their row lock (taken without

@@ -2,6 +2,7 @@
 #include "shares/shares.hpp"
 
 #include <algorithm>
+#include <map>
 
 namespace klingq::shares {
 
@@ -29,13 +30,19 @@ std::int64_t day_count_after(const Caps& caps, std::int64_t today, std::int64_t 
 }
 
 namespace {
-// One step of the scheduler: the batch the next submit goes to, or none.
+// One step of the scheduler: the batch the next submit goes to, or none. `open[p]` counts
+// the picked batches of priority p that still have room: at `served`, only they are looked at.
 std::optional<std::size_t> next(const std::vector<Batch>& batches, const std::vector<double>& pass,
-                                const std::vector<std::int64_t>& room, double vtime) {
+                                const std::vector<std::int64_t>& room, const std::vector<bool>& picked,
+                                const std::map<int, std::size_t>& open, std::size_t served, double vtime) {
   std::optional<std::size_t> best;
   double best_pass = 0;
   for (std::size_t i = 0; i < batches.size(); ++i) {
     if (room[i] <= 0) continue;
+    if (!picked[i]) {
+      auto o = open.find(batches[i].priority);
+      if (o != open.end() && o->second >= served) continue;
+    }
     const double p = std::max(pass[i], vtime);
     if (!best || batches[i].priority > batches[*best].priority ||
         (batches[i].priority == batches[*best].priority && p < best_pass)) {
@@ -49,21 +56,29 @@ std::optional<std::size_t> next(const std::vector<Batch>& batches, const std::ve
 double stride(const Batch& b) { return 1.0 / std::max(1, b.weight); }
 }  // namespace
 
-Plan plan(const std::vector<Batch>& batches, std::int64_t slots, double vtime) {
+Plan plan(const std::vector<Batch>& batches, std::int64_t slots, double vtime, std::size_t served) {
   Plan out;
   out.count.assign(batches.size(), 0);
   std::vector<double> pass;
   std::vector<std::int64_t> room;
+  std::vector<bool> picked(batches.size(), false);
+  std::map<int, std::size_t> open;  // by priority: picked batches with room left
   for (const auto& b : batches) {
     pass.push_back(b.pass);
     room.push_back(b.room);
   }
+  served = std::max<std::size_t>(1, served);
   for (std::int64_t s = 0; s < slots; ++s) {
-    auto i = next(batches, pass, room, vtime);
+    auto i = next(batches, pass, room, picked, open, served, vtime);
     if (!i) break;
+    const int priority = batches[*i].priority;
+    if (!picked[*i]) {
+      picked[*i] = true;
+      ++open[priority];
+    }
     vtime = std::max(pass[*i], vtime);
     pass[*i] = vtime + stride(batches[*i]);
-    --room[*i];
+    if (--room[*i] == 0) --open[priority];
     ++out.count[*i];
     out.picks.push_back(*i);
   }
@@ -73,9 +88,22 @@ Plan plan(const std::vector<Batch>& batches, std::int64_t slots, double vtime) {
 Advanced advance(const std::vector<Batch>& batches, const std::vector<std::size_t>& taken, double vtime) {
   Advanced out;
   for (const auto& b : batches) out.pass.push_back(b.pass);
+  const double floor = vtime;
+  std::vector<bool> served(batches.size(), false);
   for (auto i : taken) {
     vtime = std::max(out.pass[i], vtime);
     out.pass[i] = vtime + stride(batches[i]);
+    served[i] = true;
+  }
+  // The clock stops at the lowest pass of a batch of the same priority that waited with
+  // room (one the served limit or the credit gate passed over): it keeps its turn.
+  if (!taken.empty()) {
+    const int priority = batches[taken.back()].priority;
+    for (std::size_t i = 0; i < batches.size(); ++i) {
+      if (!served[i] && batches[i].room > 0 && batches[i].priority == priority) {
+        vtime = std::min(vtime, std::max(out.pass[i], floor));
+      }
+    }
   }
   out.vtime = vtime;
   return out;

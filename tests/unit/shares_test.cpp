@@ -290,3 +290,50 @@ TEST_CASE("shares: caps and the provider's day") {
   money.budget_left.reset();
   CHECK(room_of(money, midnight) == 0);
 }
+
+TEST_CASE("shares: a claim serves at most max_served batches, and over the claims every batch the same") {
+  Sim sim;
+  for (int i = 0; i < 1000; ++i) sim.add("b" + std::to_string(1000 + i), 1000000);
+  auto first = sim.claim(100);
+  CHECK(first.size() == 100);
+  std::map<std::string, int> per;
+  for (auto& k : first) ++per[k];
+  CHECK(per.size() == max_served);
+  for (auto& [k, n] : per) CHECK(n == 100 / static_cast<int>(max_served) + (k < "b1004" ? 1 : 0));
+  // Ten rounds through the batches: everyone within about its part of a claim of the even share.
+  sim.reset_counts();
+  sim.run(1250, 100);
+  std::int64_t least = 1 << 30, most = 0;
+  for (auto& b : sim.batches) {
+    least = std::min(least, b.got);
+    most = std::max(most, b.got);
+  }
+  // A claim's part is 12.5 rows; where the rounds stand when the count is taken adds one.
+  CHECK(least >= 125 - 14);
+  CHECK(most <= 125 + 14);
+  // Weight 3 among them: three times the others' share.
+  Sim weighted;
+  for (int i = 0; i < 99; ++i) weighted.add("b" + std::to_string(100 + i), 1000000);
+  weighted.add("heavy", 1000000, 3);
+  weighted.run(1020, 100);
+  const double others = static_cast<double>(1020 * 100 - weighted["heavy"].got) / 99;
+  CHECK(weighted["heavy"].got / others == doctest::Approx(3.0).epsilon(0.05));
+}
+
+TEST_CASE("shares: the served limit opens new batches as picked ones run out of room, the higher priority first") {
+  std::vector<Batch> batches;
+  for (int i = 0; i < 20; ++i) batches.push_back({"hi" + std::to_string(10 + i), 1, 1, 0.0, 2});
+  for (int i = 0; i < 5; ++i) batches.push_back({"lo" + std::to_string(i), 0, 1, 0.0, unlimited});
+  auto p = plan(batches, 100, 0.0);
+  for (int i = 0; i < 20; ++i) CHECK(p.count[i] == 2);
+  for (int i = 20; i < 25; ++i) CHECK(p.count[i] == 12);
+  // The first 40 picks are the higher priority's.
+  for (int k = 0; k < 40; ++k) CHECK(p.picks[k] < 20);
+  // Unlimited room: max_served of the 20 take all 100.
+  for (int i = 0; i < 20; ++i) batches[i].room = unlimited;
+  auto q = plan(batches, 100, 0.0);
+  std::size_t served = 0;
+  for (int i = 0; i < 20; ++i) served += q.count[i] > 0;
+  CHECK(served == max_served);
+  for (int i = 20; i < 25; ++i) CHECK(q.count[i] == 0);
+}
