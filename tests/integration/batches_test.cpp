@@ -4,6 +4,7 @@
 // three instances.
 #include "db/migrations.hpp"
 #include "dispatcher/transactions.hpp"
+#include "shares/shares.hpp"
 #include "support/cli.hpp"
 #include "support/old_schema.hpp"
 #include "support/pg_cluster.hpp"
@@ -231,6 +232,38 @@ TEST_CASE("the claim splits submits between batches by weight, and a late batch 
     exec(c, "INSERT INTO klingq.jobs (prompt, batch, priority) SELECT 'u ' || g, 'urgent', 5 FROM generate_series(1, 3) g");
     CHECK(claim_batches(c, settings, 3) == std::vector<std::string>(3, "urgent"));
   }
+}
+
+TEST_CASE("a claim over many batches serves a few at a time, and over the claims every batch the same") {
+  pqxx::connection c(PgCluster::shared().migrated_database());
+  auto settings = unlimited("host-a");
+  dispatcher::ensure_account(c, settings);
+  set_balance(c, 100000000);
+  exec(c, "INSERT INTO klingq.jobs (prompt, batch) SELECT 'm ' || g, 'm' || lpad((g % 40)::text, 2, '0') "
+          "FROM generate_series(1, 1200) g");
+  auto first = claim_batches(c, settings, 40);
+  REQUIRE(first.size() == 40);
+  std::map<std::string, int> per;
+  for (auto& b : first) ++per[b];
+  CHECK(per.size() == klingq::shares::max_served);
+  for (auto& [batch, n] : per) CHECK(n == 5);
+  // Three rounds through the 40 batches: each within a claim's part (5) of its 15.
+  std::map<std::string, int> got = per;
+  for (int i = 0; i < 14; ++i) {
+    for (auto& b : claim_batches(c, settings, 40)) ++got[b];
+  }
+  CHECK(got.size() == 40);
+  for (auto& [batch, n] : got) {
+    CHECK(n >= 10);
+    CHECK(n <= 20);
+  }
+  // A batch of two, inserted now, is counted to the row: the next claim takes both and
+  // it leaves the walk at once, without waiting for the once-a-second sweep.
+  exec(c, "INSERT INTO klingq.jobs (prompt, batch) VALUES ('t 1', 'tiny'), ('t 2', 'tiny')");
+  auto next = claim_batches(c, settings, 40);
+  CHECK(std::count(next.begin(), next.end(), "tiny") == 2);
+  CHECK(next.size() == 40);
+  CHECK(scalar(c, "SELECT count(*) FROM klingq.batches WHERE batch = 'tiny' AND NOT active") == 1);
 }
 
 TEST_CASE("three claimers share the state: the shares hold across instances") {
