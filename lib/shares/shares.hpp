@@ -7,12 +7,12 @@
 // it adds 1/weight to that batch's pass. A batch of weight 3 therefore takes three submits
 // for every one of a weight-1 batch, over any stretch of time and across claims (the
 // passes are kept in klingq.batches), whichever limit (requests, parallel slots, the day)
-// hands the submits out. `vtime` is the pass of the last batch served (held back to the
-// lowest pass of one that waited its turn with room): a batch that was
-// away (new, paused, capped, empty) comes back at vtime, not below it, so it gets its
-// share from then on without a burst for the time it missed. A batch that cannot take a
-// submit (its max_parallel, daily cap, budget, no more rows) is skipped and the others
-// take it. Nothing starves: every batch with room gets its weight's share.
+// hands the submits out. `vtime` is the pass of the last batch served, held back to the
+// lowest pass of one that waited its turn with room: a batch that was away (new, paused,
+// capped, empty) comes back at vtime, not below it, so it gets its share from then on
+// without a burst for the time it missed. A batch that cannot take a submit (its
+// max_parallel, daily cap, budget, no more rows) is skipped and the others take it.
+// Nothing starves: every batch with room gets its weight's share.
 #pragma once
 
 #include "util/clock.hpp"
