@@ -25,18 +25,14 @@ std::string iso_time(std::string text) {
   return text;
 }
 
-std::string ids_json(const std::vector<std::int64_t>& ids) {
-  boost::json::array a;
-  for (auto id : ids) a.push_back(id);
-  return boost::json::serialize(boost::json::object{{"ids", a}, {"count", ids.size()}});
-}
-
-// The same, marked as the unlabelled batch's: its events have batch NULL, as does a
+// `unlabelled` marks the unlabelled batch's events: they have batch NULL, as does a
 // `klingq retry --failed` of every batch, which this tells apart.
-std::string unlabelled_ids_json(const std::vector<std::int64_t>& ids) {
+std::string ids_json(const std::vector<std::int64_t>& ids, bool unlabelled = false) {
   boost::json::array a;
   for (auto id : ids) a.push_back(id);
-  return boost::json::serialize(boost::json::object{{"ids", a}, {"count", ids.size()}, {"unlabelled", true}});
+  boost::json::object o{{"ids", a}, {"count", ids.size()}};
+  if (unlabelled) o["unlabelled"] = true;
+  return boost::json::serialize(o);
 }
 
 std::vector<std::int64_t> sorted(std::vector<std::int64_t> ids) {
@@ -122,7 +118,7 @@ Outcome cancel_batch(pqxx::transaction_base& tx, const std::optional<std::string
   }
   out.empty_batch = in_batch == 0;
   db::console::record_operator_event(tx, actor.who, "batch_cancel", std::nullopt, batch, actor.reason,
-                                     batch ? ids_json(out.done) : unlabelled_ids_json(out.done));
+                                     ids_json(out.done, !batch));
   return out;
 }
 
@@ -166,7 +162,7 @@ Outcome retry_unlabelled(pqxx::transaction_base& tx, bool failed_only, const Act
   out.done = sorted(db::jobs_admin::retry_by_selection(tx, std::nullopt, failed_only, true));
   if (!out.done.empty()) db::jobs::notify(tx, "retry");
   db::console::record_operator_event(tx, actor.who, failed_only ? "retry_failed" : "retry_ended", std::nullopt,
-                                     std::nullopt, actor.reason, unlabelled_ids_json(out.done));
+                                     std::nullopt, actor.reason, ids_json(out.done, true));
   return out;
 }
 
